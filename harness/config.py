@@ -120,9 +120,7 @@ def parse_value(key: str, text: str, kind: Any) -> Any:
             return float(text)
         return str(text)
     except ValueError:
-        raise UsageError(
-            f"--set {key}={text}: expected a value of type {kind.__name__}"
-        ) from None
+        raise UsageError(f"--set {key}={text}: expected a value of type {kind.__name__}") from None
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, str]:

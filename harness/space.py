@@ -134,7 +134,9 @@ def _nodes_with_input(ops: list[str]) -> set[int]:
     """Nodes whose value is not identically zero."""
     alive = {0}
     for node in range(1, NUM_NODES):
-        if any(t == node and s in alive and op != "none" for (t, s), op in zip(EDGES, ops)):
+        if any(
+            t == node and s in alive and op != "none" for (t, s), op in zip(EDGES, ops, strict=True)
+        ):
             alive.add(node)
     return alive
 
@@ -143,7 +145,9 @@ def _nodes_reaching_output(ops: list[str]) -> set[int]:
     """Nodes with a path of non-``none`` edges to the output node."""
     reach = {NUM_NODES - 1}
     for node in range(NUM_NODES - 2, -1, -1):
-        if any(s == node and t in reach and op != "none" for (t, s), op in zip(EDGES, ops)):
+        if any(
+            s == node and t in reach and op != "none" for (t, s), op in zip(EDGES, ops, strict=True)
+        ):
             reach.add(node)
     return reach
 
