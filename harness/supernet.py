@@ -48,10 +48,18 @@ def _bn(x: Tensor, mean: Tensor | None, var: Tensor | None, training: bool) -> T
 class SearchCell(nn.Module):
     """One searched cell: parameters of all candidate convolutions on its 6 edges."""
 
-    def __init__(self, channels: int, track_running_stats: bool) -> None:
+    def __init__(self, channels: int, track_running_stats: bool, node_bn: bool = False) -> None:
         super().__init__()
         c = channels
         self.channels = c
+        self.node_norms = (
+            nn.ModuleList(
+                nn.BatchNorm2d(c, affine=False, track_running_stats=track_running_stats)
+                for _ in range(3)
+            )
+            if node_bn
+            else None
+        )
         self.conv3_weight = nn.Parameter(torch.empty(NUM_EDGES, c, c, 3, 3))
         self.conv3_bias = nn.Parameter(torch.empty(NUM_EDGES, c))
         self.conv1_weight = nn.Parameter(torch.empty(NUM_EDGES, c, c, 1, 1))
@@ -118,8 +126,12 @@ class SearchCell(nn.Module):
                 )
                 mixed = sum(weights[k, o] * outputs[o] for o in range(NUM_OPS))
                 total = mixed if total is None else total + mixed
-            nodes.append(total)
+            nodes.append(self._node_output(target, total))
         return nodes[3]
+
+    def _node_output(self, target: int, total: Tensor) -> Tensor:
+        """Node value; with ``node_bn`` normalised after the sum (Maile et al.'s CRB)."""
+        return total if self.node_norms is None else self.node_norms[target - 1](total)
 
     # ---------------------------------------------------------------------- fused
     def forward_fused(self, x: Tensor, weights: Tensor, active: Tensor | None) -> Tensor:
@@ -132,7 +144,10 @@ class SearchCell(nn.Module):
             for target, term in self._edges_from(source, h, weights, on):
                 partial[target] = term if partial[target] is None else partial[target] + term
             nxt = partial[source + 1]
-            nodes.append(nxt if nxt is not None else torch.zeros_like(x))
+            if nxt is None:
+                nodes.append(torch.zeros_like(x))
+            else:
+                nodes.append(self._node_output(source + 1, nxt))
         return nodes[3]
 
     def _edges_from(
@@ -245,6 +260,7 @@ class SuperNet(nn.Module):
         num_classes: int = 10,
         impl: str = "fused",
         track_running_stats: bool = False,
+        node_bn: bool = False,
     ) -> None:
         super().__init__()
         if impl not in ("fused", "reference"):
@@ -258,7 +274,7 @@ class SuperNet(nn.Module):
         for stage, channels in enumerate((C, 2 * C, 4 * C)):
             if stage > 0:
                 layers.append(ResidualReduction(channels // 2, channels, track))
-            layers.extend(SearchCell(channels, track) for _ in range(N))
+            layers.extend(SearchCell(channels, track, node_bn) for _ in range(N))
         self.layers = nn.ModuleList(layers)
         self.head_bn = nn.BatchNorm2d(4 * C, track_running_stats=track)
         self.classifier = nn.Linear(4 * C, num_classes)

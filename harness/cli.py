@@ -1,0 +1,154 @@
+"""Command line: argument parsing and friendly errors, nothing else.
+
+Every bad input ends in one line on stderr and exit code 2, before anything is
+written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness import config as cfg
+from harness import methods
+from harness.errors import UsageError
+from harness.paths import find_data_dir
+
+DATASET_LABELS = (
+    ("cifar10", "CIFAR-10"),
+    ("cifar100", "CIFAR-100"),
+    ("imagenet16", "ImageNet16-120"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness", description="Discretization-aware differentiable NAS on NAS-Bench-201."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="search: every method × seed, looked up in NAS-Bench-201")
+    run.add_argument("--methods", default="darts", help="comma-separated, e.g. darts,cdao,da2s")
+    run.add_argument("--seeds", default="1", help="a count (5 → seeds 0..4) or a list (0,3,7)")
+    run.add_argument(
+        "--preset", choices=sorted(cfg.PRESETS), help="default: paper on CUDA, else proxy"
+    )
+    run.add_argument("--data-dir", help="holds nb201/ and cifar10/ (else $HARNESS_DATA, pyproject)")
+    run.add_argument("--results", default="results", help="results directory (default: results)")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
+
+    lookup = sub.add_parser("lookup", help="a cell's true NAS-Bench-201 accuracies")
+    lookup.add_argument("arch", help="official arch string |op~0|+|op~0|op~1|+|...| or an index")
+    lookup.add_argument("--json", action="store_true", help="print JSON")
+    lookup.add_argument("--data-dir")
+
+    bench = sub.add_parser("benchmark", help="benchmark-table tools")
+    bench_sub = bench.add_subparsers(dest="benchmark_command", required=True)
+    convert = bench_sub.add_parser("convert", help="official .pth / NATS-Bench files → table CSV")
+    convert.add_argument("src", help="a NAS-Bench-201 .pth file or a NATS-Bench tss directory")
+    convert.add_argument("--out", required=True, help="CSV to write")
+
+    sub.add_parser("methods", help="list the registered methods")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as error:
+        print(f"harness: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("harness: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+# --- commands ------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from harness import sweep
+    from harness.benchmark import Benchmark
+
+    method_names = sweep.parse_methods(args.methods)
+    seeds = sweep.parse_seeds(args.seeds)
+    preset = args.preset or cfg.default_preset(torch.cuda.is_available())
+    overrides = cfg.parse_overrides(args.set)
+    jobs = sweep.plan(method_names, seeds, preset, overrides, Path(args.results))
+    data_dir = find_data_dir(args.data_dir)
+    benchmark = Benchmark.load(data_dir)
+    how = "given" if args.preset else "default for this machine"
+    print(f"preset {preset} ({how}); {len(jobs)} run(s) → {Path(args.results).resolve()}")
+    finals = sweep.run_jobs(jobs, data_dir, benchmark)
+    print(summary_table(finals))
+    return 0
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    from harness.benchmark import Benchmark
+    from harness.space import Cell
+
+    benchmark = Benchmark.load(find_data_dir(args.data_dir))
+    text = args.arch.strip()
+    cell = benchmark.cell_at(int(text)) if text.isdigit() else Cell.from_arch_str(text)
+    accuracies = benchmark.lookup(cell)
+    if args.json:
+        payload = {
+            "arch": cell.to_arch_str(),
+            "index": benchmark.index_of(cell),
+            "nb201": accuracies,
+            "table": benchmark.info()["version"],
+        }
+        print(json.dumps(payload, indent=2))
+        return 0
+    print(f"{cell.to_arch_str()}  (NB201 index {benchmark.index_of(cell)})")
+    for key, label in DATASET_LABELS:
+        acc = accuracies[key]
+        print(f"  {label:<15} valid {acc['valid']:6.2f}   test {acc['test']:6.2f}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from harness.convert import convert_benchmark
+
+    frame = convert_benchmark(Path(args.src), Path(args.out))
+    print(f"wrote {len(frame)} cells to {args.out}")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    del args
+    for name, cls in methods.registry().items():
+        print(f"{name:<12} {cls.summary}")
+    return 0
+
+
+def summary_table(finals: list[dict[str, Any]]) -> str:
+    header = (
+        f"{'method':<12}{'seed':>5}  {'status':<9}{'C10 valid':>10}{'C10 test':>9}"
+        f"{'C100 test':>10}{'IN16 test':>10}{'gap acc':>9}{'wall s':>8}  arch"
+    )
+    lines = [header, "-" * len(header)]
+    for final in finals:
+        nb = final["nb201"]
+        gap = (final.get("gap") or {}).get("gap_acc")
+        gap_text = f"{gap:9.2f}" if isinstance(gap, int | float) else f"{'-':>9}"
+        lines.append(
+            f"{final['method']:<12}{final['seed']:>5}  {final['status']:<9}"
+            f"{nb['cifar10']['valid']:10.2f}{nb['cifar10']['test']:9.2f}"
+            f"{nb['cifar100']['test']:10.2f}{nb['imagenet16']['test']:10.2f}"
+            f"{gap_text}{final['wall_s']:8.0f}  {final['arch']}"
+        )
+    return "\n".join(lines)
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "lookup": cmd_lookup,
+    "benchmark": cmd_convert,
+    "methods": cmd_methods,
+}

@@ -1,0 +1,351 @@
+"""The search loop for one (method, seed): train, measure, record, checkpoint, resume.
+
+Per step the method's α step and the shared weight step alternate; per epoch
+the loop evaluates the supernet with continuous and with one-hot weights (the
+discretization gap), derives the cell, looks it up in NAS-Bench-201, appends a
+line to ``epochs.jsonl`` and checkpoints everything needed to continue
+bit-for-bit. The loop contains no method-specific branch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from harness import methods, metrics, results
+from harness.benchmark import Benchmark
+from harness.config import Config
+from harness.data import SearchData, build_search_data
+from harness.errors import UsageError
+from harness.methods.base import Method, StepContext
+from harness.provenance import environment
+from harness.supernet import SuperNet
+
+Log = Callable[[str], None]
+# Fields that change how fast a run goes, not what it computes on one device.
+EXECUTION_FIELDS = ("device", "threads")
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(
+            f"device {name!r} requested but CUDA is not available; use --set device=cpu"
+        )
+    return device
+
+
+def configure_torch(config: Config, device: torch.device) -> None:
+    """Seeds, threads and determinism switches, before anything random happens."""
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not config.deterministic
+    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
+
+
+@dataclass
+class SearchState:
+    """Everything a run trains; all of it goes into the checkpoint."""
+
+    model: SuperNet
+    method: Method
+    w_optimizer: torch.optim.SGD
+    scheduler: torch.optim.lr_scheduler.CosineAnnealingLR
+    data: SearchData
+    grad_clip: float = 5.0
+    epoch: int = 0
+    wall_s: float = 0.0
+
+    def checkpoint(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "wall_s": self.wall_s,
+            "model": self.model.state_dict(),
+            "method": self.method.state_dict(),
+            "w_optimizer": self.w_optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "records": records,
+        }
+
+    def restore(self, state: dict[str, Any]) -> list[dict[str, Any]]:
+        self.model.load_state_dict(state["model"])
+        self.method.load_state_dict(state["method"])
+        self.w_optimizer.load_state_dict(state["w_optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch, self.wall_s = state["epoch"], state["wall_s"]
+        return list(state["records"])
+
+
+def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchState:
+    data = build_search_data(
+        data_dir,
+        device,
+        config.batch_size,
+        config.train_size,
+        config.valid_size,
+        config.gap_eval_size,
+        config.seed,
+    )
+    extra = methods.method_class(config.method).supernet_options(methods.options_for(config))
+    model = SuperNet(
+        config.C, config.N, data.num_classes, config.impl, config.track_running_stats, **extra
+    ).to(device)
+    method = methods.create(model, config, device)
+    w_optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=config.w_lr,
+        momentum=config.w_momentum,
+        nesterov=config.w_nesterov,
+        weight_decay=config.w_weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        w_optimizer, T_max=config.epochs, eta_min=config.w_lr_min
+    )
+    return SearchState(model, method, w_optimizer, scheduler, data, config.grad_clip)
+
+
+def weight_step(state: SearchState, ctx: StepContext, batch: tuple[Tensor, Tensor]) -> Tensor:
+    """One SGD step on the shared weights; returns [loss, correct] on the device."""
+    images, labels = batch
+    state.w_optimizer.zero_grad(set_to_none=True)
+    logits = state.model(images, state.method.weight_step_weights(), state.method.active_mask())
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), state.grad_clip)
+    state.w_optimizer.step()
+    state.method.after_weight_step(ctx, grad_norm)
+    correct = (logits.detach().argmax(1) == labels).sum()
+    return torch.stack([loss.detach() * labels.shape[0], correct.to(loss.dtype)])
+
+
+def train_epoch(state: SearchState, epochs: int) -> dict[str, float]:
+    """One pass over the search-train split; statistics are summed on the device."""
+    state.model.train()
+    state.method.begin_epoch(state.epoch)
+    data, method = state.data, state.method
+    steps = data.train.batches_per_epoch
+    valid_batches = _cycle(data.valid, state.epoch)
+    totals = None
+    for step, train_batch in enumerate(data.train.epoch_batches(state.epoch)):
+        valid_batch = next(valid_batches)
+        ctx = StepContext(state.model, state.w_optimizer, state.epoch, step, steps, epochs)
+        if method.alpha_first:
+            method.arch_step(ctx, train_batch, valid_batch)
+        step_totals = weight_step(state, ctx, train_batch)
+        if not method.alpha_first:
+            method.arch_step(ctx, train_batch, valid_batch)
+        totals = step_totals if totals is None else totals + step_totals
+    loss_sum, correct = totals.tolist() if totals is not None else (math.nan, 0.0)
+    seen = steps * data.train.batch_size
+    return {"train_loss": loss_sum / seen, "train_acc": 100.0 * correct / seen}
+
+
+def _cycle(loader: Any, epoch: int):  # noqa: ANN202 - a plain generator
+    """Valid batches for the α steps: the loader's epoch order, restarted if exhausted."""
+    round_ = 0
+    while True:
+        yield from loader.epoch_batches(epoch * 1000 + round_)
+        round_ += 1
+
+
+@torch.no_grad()
+def evaluate(
+    model: SuperNet,
+    weights: Tensor,
+    active: Tensor | None,
+    images: Tensor,
+    labels: Tensor,
+    batch_size: int,
+) -> tuple[float, float]:
+    """(accuracy %, mean loss) of the supernet under ``weights`` on a fixed image set."""
+    model.eval()
+    totals = torch.zeros(2, device=images.device)
+    for start in range(0, images.shape[0], batch_size):
+        x, y = images[start : start + batch_size], labels[start : start + batch_size]
+        logits = model(x, weights, active)
+        totals[0] += F.cross_entropy(logits, y, reduction="sum")
+        totals[1] += (logits.argmax(1) == y).sum()
+    loss_sum, correct = totals.tolist()
+    n = images.shape[0]
+    model.train()
+    return 100.0 * correct / n, loss_sum / n
+
+
+def measure_gap(state: SearchState, config: Config) -> dict[str, float]:
+    """Supernet accuracy/loss with continuous vs one-hot weights, same weights and images."""
+    method, data = state.method, state.data
+    with torch.no_grad():
+        continuous = method.edge_weights().detach()
+        discrete = method.discrete_weights()
+    args = (data.eval_images, data.eval_labels, config.gap_eval_batch)
+    cont_acc, cont_loss = evaluate(state.model, continuous, method.active_mask(), *args)
+    disc_acc, disc_loss = evaluate(state.model, discrete, discrete.bool().cpu(), *args)
+    probs = method.probabilities().cpu().numpy()
+    return {
+        "supernet_valid_acc": cont_acc,
+        "supernet_valid_loss": cont_loss,
+        "onehot_valid_acc": disc_acc,
+        "onehot_valid_loss": disc_loss,
+        **metrics.discretization_gap(cont_acc, cont_loss, disc_acc, disc_loss),
+        "alpha_distance": metrics.distance_to_onehot(probs),
+        "alpha_entropy": metrics.mean_entropy(probs),
+        "alpha_max_prob": metrics.mean_max_probability(probs),
+        "bn_mode": "running" if config.track_running_stats else "batch",
+    }
+
+
+def _finite(values: dict[str, float], alpha: Tensor) -> str | None:
+    """The reason a run diverged, or None."""
+    bad = [k for k in ("train_loss",) if not math.isfinite(values[k])]
+    if bad:
+        return f"non-finite {bad[0]} ({values[bad[0]]})"
+    if not bool(torch.isfinite(alpha).all()):
+        return "non-finite architecture parameters"
+    return None
+
+
+class Search:
+    """One run directory: resume if there is a checkpoint, then train to the end."""
+
+    def __init__(
+        self, config: Config, directory: Path, data_dir: Path, benchmark: Benchmark, log: Log
+    ) -> None:
+        self.config, self.directory, self.data_dir = config, Path(directory), data_dir
+        self.benchmark, self.log = benchmark, log
+
+    def run(self) -> dict[str, Any]:
+        config = self.config
+        device = select_device(config.device)
+        configure_torch(config, device)
+        self._check_config()
+        state = build_state(config, self.data_dir, device)
+        records = self._resume(state, device)
+        status, reason = "finished", None
+        while state.epoch < config.epochs:
+            started = time.perf_counter()
+            values = train_epoch(state, config.epochs)
+            state.scheduler.step()
+            reason = _finite(values, state.method.alpha)
+            state.epoch += 1
+            if reason is None:
+                values.update(measure_gap(state, config))
+            state.wall_s += time.perf_counter() - started
+            records.append(self._record(state, values))
+            if reason is not None:
+                status = "diverged"
+                self.log(f"diverged at epoch {state.epoch}: {reason}")
+                break
+            self._save(state, records)
+        return self._finish(state, records, device, status, reason)
+
+    # --- pieces -------------------------------------------------------------
+    def _check_config(self) -> None:
+        path = self.directory / results.CONFIG
+        wanted = self.config.to_dict()
+        if path.exists():
+            existing = results.read_json(path)
+            differ = sorted(
+                k
+                for k in set(existing) | set(wanted)
+                if k not in EXECUTION_FIELDS and existing.get(k) != wanted.get(k)
+            )
+            if differ:
+                raise UsageError(
+                    f"{path} was written with a different config "
+                    f"(differs in: {', '.join(differ)}); "
+                    "use another --results directory or move the old run away"
+                )
+        results.write_json(path, wanted)
+
+    def _resume(self, state: SearchState, device: torch.device) -> list[dict[str, Any]]:
+        path = self.directory / results.CHECKPOINT
+        if not path.exists():
+            return []
+        records = state.restore(results.load_checkpoint(path, device))
+        self.log(f"resumed {self.directory} at epoch {state.epoch}/{self.config.epochs}")
+        return records
+
+    def _record(self, state: SearchState, values: dict[str, float]) -> dict[str, Any]:
+        cell = state.method.derive()
+        record: dict[str, Any] = {"epoch": state.epoch, **values}
+        record["w_lr"] = state.w_optimizer.param_groups[0]["lr"]
+        record["alpha"] = [
+            [round(p, 6) for p in row] for row in state.method.probabilities().tolist()
+        ]
+        record["arch"] = cell.to_arch_str()
+        record["nb201"] = self.benchmark.lookup(cell)
+        record["wall_s"] = round(state.wall_s, 3)
+        record["method"] = state.method.telemetry()
+        c = self.config
+        self.log(
+            f"{c.method} seed {c.seed} epoch {state.epoch}/{c.epochs}: "
+            f"train {values['train_acc']:.1f}% "
+            f"valid {values.get('supernet_valid_acc', math.nan):.1f}% "
+            f"one-hot {values.get('onehot_valid_acc', math.nan):.1f}% "
+            f"cell C10 test {record['nb201']['cifar10']['test']:.2f}% ({state.wall_s:.0f}s)"
+        )
+        return record
+
+    def _save(self, state: SearchState, records: list[dict[str, Any]]) -> None:
+        results.save_checkpoint(self.directory / results.CHECKPOINT, state.checkpoint(records))
+        results.write_jsonl(self.directory / results.EPOCHS, records)
+
+    def _finish(
+        self,
+        state: SearchState,
+        records: list[dict[str, Any]],
+        device: torch.device,
+        status: str,
+        reason: str | None,
+    ) -> dict[str, Any]:
+        results.write_jsonl(self.directory / results.EPOCHS, records)
+        cell = state.method.derive()
+        last = records[-1] if records else {}
+        final = {
+            "status": status,
+            "reason": reason,
+            "epochs_done": state.epoch,
+            "method": self.config.method,
+            "seed": self.config.seed,
+            "preset": self.config.preset,
+            "dataset": self.config.dataset,
+            "arch": cell.to_arch_str(),
+            "nb201_index": self.benchmark.index_of(cell),
+            "nb201": self.benchmark.lookup(cell),
+            "gap": {k: last.get(k) for k in GAP_KEYS},
+            "wall_s": round(state.wall_s, 3),
+            "config": self.config.to_dict(),
+            "table": self.benchmark.info(),
+            "data": state.data.info(),
+            "environment": environment(device),
+        }
+        results.write_json(self.directory / results.FINAL, final)
+        return final
+
+
+GAP_KEYS = (
+    "supernet_valid_acc",
+    "supernet_valid_loss",
+    "onehot_valid_acc",
+    "onehot_valid_loss",
+    "gap_acc",
+    "gap_loss",
+    "alpha_distance",
+    "alpha_entropy",
+    "alpha_max_prob",
+    "bn_mode",
+)
