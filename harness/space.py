@@ -14,6 +14,8 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from harness.errors import UsageError
+
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 """Candidate operations, in the NAS-Bench-201 order (the α column order)."""
 
@@ -27,7 +29,7 @@ PARAMETER_FREE = frozenset({"none", "skip_connect", "avg_pool_3x3"})
 NUM_CELLS = NUM_OPS**NUM_EDGES
 
 
-class ArchStringError(ValueError):
+class ArchStringError(UsageError, ValueError):
     """A malformed NAS-Bench-201 architecture string."""
 
 
