@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness import methods, metrics, results
+from harness import methods, metrics, ranking, results
 from harness.benchmark import Benchmark
 from harness.config import Config
 from harness.data import SearchData, build_search_data
@@ -333,6 +333,12 @@ class Search:
             "data": state.data.info(),
             "environment": environment(device),
         }
+        onehot, truth = last.get("onehot_valid_acc"), final["nb201"]["cifar10"]["valid"]
+        final["gap"]["gap_to_nb201"] = None if onehot is None else onehot - truth
+        if status == "finished" and self.config.rank_samples > 0:
+            final["ranking"] = ranking.ranking_correlation(
+                state.model, self.benchmark, state.data, self.config
+            )
         results.write_json(self.directory / results.FINAL, final)
         return final
 

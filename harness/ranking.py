@@ -1,0 +1,143 @@
+"""How well the trained supernet ranks cells: one-shot scores against NB201 truth.
+
+After a search, M cells are drawn uniformly from the space (one per
+isomorphism class, so equal networks are not counted twice), each is scored by
+the shared weights with one-hot edge weights on the fixed evaluation images,
+and the scores are correlated with the cells' NB201 CIFAR-10 accuracies
+(methods-spec §10.3). A supernet whose one-shot ranking is poor cannot guide a
+search, whatever its method does to α.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from harness import metrics
+from harness.benchmark import Benchmark
+from harness.config import Config
+from harness.data import SearchData
+from harness.space import NUM_CELLS, NUM_OPS, Cell
+from harness.supernet import SuperNet
+
+RANK_STREAM = 201
+"""Salt mixed into the seed so the sample does not correlate with other seeded streams."""
+
+
+def sample_cells(count: int, generator: np.random.Generator) -> list[Cell]:
+    """Up to ``count`` cells, uniform over the space, at most one per canonical form.
+
+    Walking a random permutation of all codes keeps the first cell met of each
+    isomorphism class; asking for more than the classes that exist returns them all.
+    """
+    chosen: list[Cell] = []
+    seen: set[Cell] = set()
+    for code in generator.permutation(NUM_CELLS):
+        cell = Cell.from_code(int(code))
+        canonical = cell.canonical()
+        if canonical in seen:
+            continue
+        seen.add(canonical)
+        chosen.append(cell)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def _onehot(cell: Cell, device: torch.device) -> Tensor:
+    indices = torch.tensor(cell.op_indices, device=device)
+    return F.one_hot(indices, NUM_OPS).to(torch.float32)
+
+
+@torch.no_grad()
+def _score_one(
+    model: SuperNet, weights: Tensor, images: Tensor, labels: Tensor, batch_size: int
+) -> tuple[float, float]:
+    """(accuracy %, mean loss); the mask tells the fused path to skip every zero op."""
+    active = weights.bool().cpu()
+    correct = torch.zeros((), device=images.device)
+    loss = torch.zeros((), device=images.device)
+    for start in range(0, images.shape[0], batch_size):
+        x, y = images[start : start + batch_size], labels[start : start + batch_size]
+        logits = model(x, weights, active)
+        loss += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    n = images.shape[0]
+    return 100.0 * correct.item() / n, loss.item() / n
+
+
+def score_cells_with_loss(
+    model: SuperNet, cells: list[Cell], images: Tensor, labels: Tensor, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One-shot accuracy (%) and loss of each cell under the shared weights.
+
+    Evaluation mode as in :func:`harness.search.evaluate`: with
+    ``track_running_stats=False`` every BN uses the batch's statistics.
+    """
+    was_training = model.training
+    model.eval()
+    device = images.device
+    try:
+        pairs = [_score_one(model, _onehot(c, device), images, labels, batch_size) for c in cells]
+    finally:
+        model.train(was_training)
+    array = np.asarray(pairs, dtype=np.float64).reshape(-1, 2)
+    return array[:, 0], array[:, 1]
+
+
+def score_cells(
+    model: SuperNet, cells: list[Cell], images: Tensor, labels: Tensor, batch_size: int
+) -> np.ndarray:
+    """One-shot accuracy (%) of each cell: the supernet with one-hot edge weights."""
+    return score_cells_with_loss(model, cells, images, labels, batch_size)[0]
+
+
+def rank_generator(seed: int) -> np.random.Generator:
+    """The sampling stream of a run: same seed, same cells, whatever the method."""
+    return np.random.default_rng([seed, RANK_STREAM])
+
+
+def ranking_correlation(
+    model: SuperNet,
+    benchmark: Benchmark,
+    data: SearchData,
+    config: Config,
+    generator: np.random.Generator | None = None,
+) -> dict[str, Any]:
+    """Sample ``config.rank_samples`` cells, score them, correlate with NB201 CIFAR-10.
+
+    The top-level statistics use the ``valid`` truth (what a search may select
+    on); ``test`` holds the same statistics against the test truth. ``cells``
+    keeps every point so a report can plot the scatter.
+    """
+    started = time.perf_counter()
+    generator = generator if generator is not None else rank_generator(config.seed)
+    cells = sample_cells(config.rank_samples, generator)
+    scores, losses = score_cells_with_loss(
+        model, cells, data.eval_images, data.eval_labels, config.gap_eval_batch
+    )
+    codes = np.array([cell.code for cell in cells], dtype=np.int64)
+    valid = benchmark.accuracy(codes, "cifar10", "valid")
+    test = benchmark.accuracy(codes, "cifar10", "test")
+    return {
+        **metrics.ranking_metrics(scores, valid),
+        "kendall_tau_neg_loss": metrics.kendall_tau(-losses, valid),
+        "test": metrics.ranking_metrics(scores, test),
+        "samples": len(cells),
+        "score": "one-hot supernet accuracy on the eval images",
+        "truth": "NB201 cifar10 valid (test under 'test')",
+        "eval_size": int(data.eval_labels.shape[0]),
+        "wall_s": round(time.perf_counter() - started, 3),
+        "cells": {
+            "codes": codes.tolist(),
+            "scores": scores.tolist(),
+            "losses": [round(float(x), 6) for x in losses],
+            "valid": valid.tolist(),
+            "test": test.tolist(),
+        },
+    }
