@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", help="holds nb201/ and cifar10/ (else $HARNESS_DATA, pyproject)")
     run.add_argument("--results", default="results", help="results directory (default: results)")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
+    run.add_argument(
+        "--jobs", type=int, help="runs at a time (default: one per GPU, else one per CPU core)"
+    )
 
     lookup = sub.add_parser("lookup", help="a cell's true NAS-Bench-201 accuracies")
     lookup.add_argument("arch", help="official arch string |op~0|+|op~0|op~1|+|...| or an index")
@@ -52,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--out", required=True, help="CSV to write")
 
     sub.add_parser("methods", help="list the registered methods")
+
+    report = sub.add_parser("report", help="paper-style tables and plots from a results directory")
+    report.add_argument("--results", default="results", help="results directory (default: results)")
+    report.add_argument("--out", default="reports", help="where to write (default: reports)")
+    report.add_argument("--data-dir", help="for the space-optimum reference row")
     return parser
 
 
@@ -78,13 +86,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     seeds = sweep.parse_seeds(args.seeds)
     preset = args.preset or cfg.default_preset(torch.cuda.is_available())
     overrides = cfg.parse_overrides(args.set)
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: expected at least 1")
     jobs = sweep.plan(method_names, seeds, preset, overrides, Path(args.results))
     data_dir = find_data_dir(args.data_dir)
     benchmark = Benchmark.load(data_dir)
     how = "given" if args.preset else "default for this machine"
     print(f"preset {preset} ({how}); {len(jobs)} run(s) → {Path(args.results).resolve()}")
-    finals = sweep.run_jobs(jobs, data_dir, benchmark)
+    finals = sweep.run_jobs(jobs, data_dir, benchmark, args.jobs)
     print(summary_table(finals))
+    failed = [f for f in finals if f["status"] == "failed"]
+    for final in failed:
+        print(f"failed: {final['method']} seed {final['seed']}: {final['reason']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import write_reports
+
+    written = write_reports(Path(args.results), Path(args.out), args.data_dir)
+    for path in written:
+        print(path)
     return 0
 
 
@@ -134,16 +156,31 @@ def summary_table(finals: list[dict[str, Any]]) -> str:
     )
     lines = [header, "-" * len(header)]
     for final in finals:
-        nb = final["nb201"]
-        gap = (final.get("gap") or {}).get("gap_acc")
-        gap_text = f"{gap:9.2f}" if isinstance(gap, int | float) else f"{'-':>9}"
+        nb = final.get("nb201") or {}
+        cells = [
+            _number(nb.get(d, {}).get(s), w, ".2f")
+            for d, s, w in (
+                ("cifar10", "valid", 10),
+                ("cifar10", "test", 9),
+                ("cifar100", "test", 10),
+                ("imagenet16", "test", 10),
+            )
+        ]
+        gap = _number((final.get("gap") or {}).get("gap_acc"), 9, ".2f")
+        wall = _number(final.get("wall_s"), 8, ".0f")
+        arch = final.get("arch") or final.get("reason") or ""
         lines.append(
             f"{final['method']:<12}{final['seed']:>5}  {final['status']:<9}"
-            f"{nb['cifar10']['valid']:10.2f}{nb['cifar10']['test']:9.2f}"
-            f"{nb['cifar100']['test']:10.2f}{nb['imagenet16']['test']:10.2f}"
-            f"{gap_text}{final['wall_s']:8.0f}  {final['arch']}"
+            f"{''.join(cells)}{gap}{wall}  {arch}"
         )
     return "\n".join(lines)
+
+
+def _number(value: Any, width: int, spec: str) -> str:
+    """A right-aligned number, or '-' where a run (failed, diverged) has none."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:{width}{spec}}"
+    return f"{'-':>{width}}"
 
 
 COMMANDS = {
@@ -151,4 +188,5 @@ COMMANDS = {
     "lookup": cmd_lookup,
     "benchmark": cmd_convert,
     "methods": cmd_methods,
+    "report": cmd_report,
 }
