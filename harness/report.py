@@ -1,0 +1,609 @@
+"""Paper-style tables and plots from a results directory; it never re-runs a search.
+
+For every (preset, search dataset) under ``results/`` this writes, to
+``<out>/<preset>/<dataset>/``:
+
+* ``nb201``: the NAS-Bench-201 paper table (valid/test on three datasets, mean ±
+  std over seeds, search cost) with reference rows: the space optimum from the
+  benchmark table and published numbers (``harness/data/published_nb201.csv``),
+  marked as not run here;
+* ``harness``: what this harness adds (discretization gap, α distance, collapse
+  rates, cross-seed agreement, ranking correlation, trajectory stability);
+* ``pairwise``: two-sided Mann-Whitney U between methods on C10 test and gap_acc;
+* each as Markdown, LaTeX (booktabs) and CSV (numbers, mean and std apart), plus
+  plots (PNG and PDF) and a ``report.md`` that gathers them.
+
+Diverged, failed and unfinished runs are counted in the tables, never dropped
+silently; the statistics use finished runs. docs/reports.md explains each item.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from scipy import stats
+
+from harness import metrics, results
+from harness.errors import UsageError
+from harness.space import EDGES, OPS, Cell
+
+ACCURACIES = tuple(results.ACCURACY_KEYS.values())
+LABELS = {
+    "c10_valid": "C10 valid",
+    "c10_test": "C10 test",
+    "c100_valid": "C100 valid",
+    "c100_test": "C100 test",
+    "in16_valid": "IN16 valid",
+    "in16_test": "IN16 test",
+}
+RUN_HERE, REFERENCE, PUBLISHED = "run here", "reference (this table)", "published, not run here"
+Format = Callable[[float], str]
+
+
+@dataclass
+class Table:
+    """One table: numbers for the CSV, formatted strings for Markdown and LaTeX."""
+
+    name: str
+    title: str
+    numeric: pd.DataFrame
+    display: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    groups: list[int] = field(default_factory=list)
+    """Row positions that start a new group (a rule is drawn above them)."""
+
+
+# --- entry point -------------------------------------------------------------------
+def write_reports(
+    results_dir: Path, out_dir: Path, data_dir: Path | str | None = None
+) -> list[Path]:
+    """Every table and plot for every (preset, dataset) in ``results_dir``; the paths."""
+    runs = results.load_runs(results_dir)
+    if runs.empty:
+        raise UsageError(f"no runs under {results_dir}; run `python -m harness run` first")
+    optimum = space_optimum(data_dir)
+    published = load_published()
+    written: list[Path] = []
+    for (preset, dataset), group in runs.groupby(["preset", "dataset"], sort=True):
+        target = Path(out_dir) / str(preset) / str(dataset)
+        frame = add_run_statistics(group.reset_index(drop=True))
+        written += write_group(frame, target, optimum, published)
+    return written
+
+
+def write_group(
+    frame: pd.DataFrame,
+    out: Path,
+    optimum: dict[str, Any] | None,
+    published: pd.DataFrame,
+) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    tables = [
+        nb201_table(frame, optimum, published),
+        harness_table(frame),
+        pairwise_table(frame),
+    ]
+    written = [path for table in tables for path in write_table(table, out)]
+    plots = write_plots(frame, out)
+    written += plots
+    written.append(write_index(frame, tables, plots, out))
+    return written
+
+
+# --- inputs --------------------------------------------------------------------------
+def space_optimum(data_dir: Path | str | None) -> dict[str, Any] | None:
+    """Best value of each column over the space, or None (with a warning) without a table."""
+    from harness.benchmark import Benchmark
+
+    try:
+        table = Benchmark.load(data_dir)
+    except UsageError as error:
+        warnings.warn(f"no space-optimum row: {error}", stacklevel=2)
+        return None
+    best = table.optimum()
+    row = {name: best[d][s] for (d, s), name in results.ACCURACY_KEYS.items()}
+    return {"values": row, "version": table.version}
+
+
+def load_published() -> pd.DataFrame:
+    """Published NB201 rows with their citations (methods-spec §3.1 and §3.3)."""
+    source = resources.files("harness") / "data" / "published_nb201.csv"
+    with resources.as_file(source) as path:
+        return pd.read_csv(path)
+
+
+def add_run_statistics(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per-run trajectory and collapse columns, from each run's epochs and final cell."""
+    frame = frame.copy()
+    finished = frame["status"] == "finished"
+    epochs = frame["epochs"]
+    c10 = [[e["nb201"]["cifar10"]["test"] for e in run] for run in epochs]
+    frame["final_minus_best"] = [metrics.final_minus_best(v) for v in c10]
+    frame["late_changes"] = [float(metrics.late_changes([e["arch"] for e in r])) for r in epochs]
+    archs = zip(_col(frame, "arch"), finished, strict=True)
+    cells = [Cell.from_arch_str(a) if ok else None for a, ok in archs]
+    frame["cell"] = cells
+    frame["collapse_structure"] = [c is not None and metrics.structural_collapse(c) for c in cells]
+    frame["collapse_accuracy"] = finished & (_col(frame, "c10_test") < metrics.COLLAPSE_ACCURACY)
+    return frame
+
+
+def _col(frame: pd.DataFrame, name: str) -> pd.Series:
+    """A column, or NaNs where no run has it (e.g. every run failed)."""
+    return frame[name] if name in frame else pd.Series(np.nan, index=frame.index)
+
+
+# --- the NB201 paper table ---------------------------------------------------------
+def status_counts(group: pd.DataFrame) -> dict[str, int]:
+    counts = group["status"].value_counts()
+    names = ("finished", "diverged", "failed", "unfinished")
+    return {name: int(counts.get(name, 0)) for name in names}
+
+
+def _mean_std_columns(finished: pd.DataFrame, columns: Sequence[str]) -> dict[str, float]:
+    row = {}
+    for column in columns:
+        values = _col(finished, column).dropna()
+        row[f"{column}_mean"], row[f"{column}_std"] = metrics.mean_std(values.tolist())
+    return row
+
+
+def _run_row(method: str, group: pd.DataFrame) -> dict[str, Any]:
+    counts = status_counts(group)
+    finished = group[group["status"] == "finished"]
+    row: dict[str, Any] = {"method": method, "kind": RUN_HERE, "source": "this harness"}
+    row.update(seeds=counts["finished"], runs=len(group))
+    row.update({k: counts[k] for k in ("diverged", "failed", "unfinished")})
+    row.update(_mean_std_columns(finished, ACCURACIES))
+    row["search_s_mean"], row["search_s_std"] = metrics.mean_std(
+        _col(finished, "wall_s").dropna().tolist()
+    )
+    return row
+
+
+def nb201_table(
+    frame: pd.DataFrame, optimum: dict[str, Any] | None, published: pd.DataFrame
+) -> Table:
+    rows = [_run_row(str(m), g) for m, g in frame.groupby("method", sort=True)]
+    groups = [len(rows)]
+    if optimum is not None:
+        row = {"method": "Optimum of the space", "kind": REFERENCE, "source": optimum["version"]}
+        row.update({f"{k}_mean": v for k, v in optimum["values"].items()})
+        rows.append(row)
+    groups.append(len(rows))
+    for record in published.to_dict("records"):
+        row = {k: v for k, v in record.items() if k not in ("block", "note")}
+        row["kind"] = PUBLISHED
+        rows.append(row)
+    numeric = _integer_counts(pd.DataFrame(rows))
+    display = pd.DataFrame(
+        {
+            "Method": numeric["method"],
+            "Kind": numeric["kind"],
+            "Seeds": _counts_text(numeric, "seeds"),
+            "Diverged / failed / unfinished": _drop_text(numeric),
+            **{LABELS[c]: _pm(numeric, c, _fixed(2)) for c in ACCURACIES},
+            "Search (s)": _pm(numeric, "search_s", _fixed(0)),
+        }
+    )
+    notes = [
+        "Accuracies in %, mean ± sample std over the finished seeds; search cost is the "
+        "mean wall-clock of the search loop (ranking excluded).",
+        "NB201 lookup: C10 valid = cifar10-valid/x-valid, C10 test = cifar10/ori-test, "
+        "C100 and IN16 = x-valid/x-test; 200-epoch means over the benchmark's seeds.",
+        "Published rows come from the papers cited in published_nb201.csv (provenance tags "
+        "S = sourced, S/U = attribution unverified, U = unverified); they were not run here "
+        "and follow their own protocols.",
+    ]
+    return Table("nb201", "NAS-Bench-201 results", numeric, display, notes, groups)
+
+
+COUNT_COLUMNS = ("seeds", "runs", "diverged", "failed", "unfinished", "n_a", "n_b")
+
+
+def _integer_counts(numeric: pd.DataFrame) -> pd.DataFrame:
+    """Counts as nullable integers, so the CSV says 2 and not 2.0 beside empty cells."""
+    for column in COUNT_COLUMNS:
+        if column in numeric:
+            numeric[column] = numeric[column].astype("Int64")
+    return numeric
+
+
+def _counts_text(numeric: pd.DataFrame, column: str) -> list[str]:
+    return [_int_text(v) for v in _col(numeric, column)]
+
+
+def _int_text(value: Any) -> str:
+    return "–" if _missing(value) or value is pd.NA else str(int(value))
+
+
+def _drop_text(numeric: pd.DataFrame) -> list[str]:
+    parts = ("diverged", "failed", "unfinished")
+    return [
+        "–" if row["kind"] != RUN_HERE else " / ".join(_int_text(row[p]) for p in parts)
+        for _, row in numeric.iterrows()
+    ]
+
+
+# --- what this harness adds --------------------------------------------------------
+HARNESS_COLUMNS: tuple[tuple[str, str, Format], ...] = (
+    ("gap_acc", "Gap acc (pt)", lambda v: f"{v:.2f}"),
+    ("gap_loss", "Gap loss", lambda v: f"{v:.3f}"),
+    ("alpha_distance", "Δ(α)", lambda v: f"{v:.3f}"),
+    ("gap_to_nb201", "One-hot − NB201 (pt)", lambda v: f"{v:.1f}"),
+    ("rank_kendall_tau", "Kendall τ", lambda v: f"{v:.3f}"),
+    ("rank_spearman_rho", "Spearman ρ", lambda v: f"{v:.3f}"),
+    ("rank_sparse_kendall_tau", "Sparse τ", lambda v: f"{v:.3f}"),
+    ("rank_p_at_5", "P@5%", lambda v: f"{v:.2f}"),
+    ("rank_top20_kendall_tau", "τ top-20%", lambda v: f"{v:.3f}"),
+    ("final_minus_best", "Final − best (pt)", lambda v: f"{v:.2f}"),
+    ("late_changes", "Late cell changes", lambda v: f"{v:.1f}"),
+)
+
+
+def _harness_row(method: str, group: pd.DataFrame) -> dict[str, Any]:
+    counts = status_counts(group)
+    finished = group[group["status"] == "finished"]
+    row: dict[str, Any] = {"method": method, "seeds": counts["finished"]}
+    row.update({k: counts[k] for k in ("diverged", "failed", "unfinished")})
+    cells = list(finished["cell"])
+    rates = metrics.collapse_rates(cells, _col(finished, "c10_test").tolist())
+    row["collapse_structure"], row["collapse_accuracy"] = rates["structure"], rates["accuracy"]
+    agreement = metrics.cell_agreement(cells)
+    row["cell_agreement"] = agreement["identical"]
+    row["edge_agreement"] = float(np.mean(agreement["per_edge"]))
+    row.update(_mean_std_columns(finished, [c for c, _, _ in HARNESS_COLUMNS]))
+    return row
+
+
+def harness_table(frame: pd.DataFrame) -> Table:
+    numeric = pd.DataFrame([_harness_row(str(m), g) for m, g in frame.groupby("method")])
+    display = pd.DataFrame(
+        {
+            "Method": numeric["method"],
+            "Seeds": _counts_text(numeric, "seeds"),
+            "Diverged / failed / unfinished": _drop_text(numeric.assign(kind=RUN_HERE)),
+            **{label: _pm(numeric, c, fmt) for c, label, fmt in HARNESS_COLUMNS[:4]},
+            "Collapse ≥4 free": [_percent(v) for v in numeric["collapse_structure"]],
+            "Collapse <80%": [_percent(v) for v in numeric["collapse_accuracy"]],
+            "Same cell": [_percent(v) for v in numeric["cell_agreement"]],
+            "Same op per edge": [_percent(v) for v in numeric["edge_agreement"]],
+            **{label: _pm(numeric, c, fmt) for c, label, fmt in HARNESS_COLUMNS[4:]},
+        }
+    )
+    notes = [
+        "Gap acc = supernet accuracy with continuous weights − with the one-hot derived cell "
+        "(same weights, same eval images); Gap loss = L_disc − L_cont; Δ(α) = mean_e "
+        "‖p_e − onehot‖²; One-hot − NB201 = one-hot supernet accuracy − the cell's NB201 "
+        "C10 valid accuracy.",
+        "Collapse: share of finished runs whose cell has ≥4 of 6 parameter-free edges, or "
+        "NB201 C10 test < 80%. Same cell: share of seed pairs with isomorphic cells; same op "
+        "per edge: share of seed pairs choosing the same op, averaged over edges.",
+        "Ranking: one-shot accuracy of sampled cells vs NB201 C10 valid (Kendall τ-b, "
+        "Spearman ρ, sparse τ with truth rounded to 0.1, P@5% = share of the top 5% by score "
+        "in the true top 5%, τ among the true top 20%).",
+        "Final − best: last epoch's NB201 C10 test minus the best epoch's (≤ 0); late cell "
+        "changes: derived-cell changes in the last 10% of epochs (at least the last).",
+    ]
+    return Table("harness", "What this harness measures", numeric, display, notes)
+
+
+# --- pairwise tests ---------------------------------------------------------------------
+PAIRWISE_METRICS = (("c10_test", "C10 test (%)"), ("gap_acc", "Gap acc (pt)"))
+
+
+def mann_whitney(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Two-sided Mann-Whitney U and its p-value; NaN where a side is empty."""
+    if len(a) == 0 or len(b) == 0:
+        return math.nan, math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = stats.mannwhitneyu(a, b, alternative="two-sided")
+    return float(result.statistic), float(result.pvalue)
+
+
+def smallest_p(n_a: int, n_b: int) -> float:
+    """The smallest two-sided exact p attainable with these seed counts (test power)."""
+    if n_a == 0 or n_b == 0:
+        return math.nan
+    return min(1.0, 2.0 / math.comb(n_a + n_b, n_a))
+
+
+def _pair_row(metric: str, a: str, b: str, frame: pd.DataFrame) -> dict[str, Any]:
+    finished = frame[frame["status"] == "finished"]
+    values = {m: _col(finished[finished["method"] == m], metric).dropna().tolist() for m in (a, b)}
+    u, p = mann_whitney(values[a], values[b])
+    return {
+        "metric": metric,
+        "method_a": a,
+        "method_b": b,
+        "n_a": len(values[a]),
+        "n_b": len(values[b]),
+        "mean_a": metrics.mean_std(values[a])[0],
+        "mean_b": metrics.mean_std(values[b])[0],
+        "u": u,
+        "p": p,
+        "smallest_p": smallest_p(len(values[a]), len(values[b])),
+    }
+
+
+def pairwise_table(frame: pd.DataFrame) -> Table:
+    names = sorted(frame["method"].unique())
+    pairs = list(itertools.combinations(names, 2))
+    rows = [_pair_row(m, a, b, frame) for m, _ in PAIRWISE_METRICS for a, b in pairs]
+    columns = ["metric", "method_a", "method_b", "n_a", "n_b", "mean_a", "mean_b", "u", "p"]
+    numeric = pd.DataFrame(rows, columns=[*columns, "smallest_p"])
+    label = dict(PAIRWISE_METRICS)
+    display = pd.DataFrame(
+        {
+            "Metric": [label[m] for m in numeric["metric"]],
+            "A": numeric["method_a"],
+            "B": numeric["method_b"],
+            "Seeds A / B": [
+                f"{a} / {b}" for a, b in zip(numeric["n_a"], numeric["n_b"], strict=True)
+            ],
+            "Mean A": [_number(v, _fixed(2)) for v in numeric["mean_a"]],
+            "Mean B": [_number(v, _fixed(2)) for v in numeric["mean_b"]],
+            "U": [_number(v, _fixed(1)) for v in numeric["u"]],
+            "p (two-sided)": [_number(v, _fixed(3)) for v in numeric["p"]],
+            "Smallest possible p": [_number(v, _fixed(3)) for v in numeric["smallest_p"]],
+        }
+    )
+    notes = [
+        "Mann-Whitney U (scipy.stats.mannwhitneyu, two-sided) on finished runs, one value "
+        "per seed. With few seeds no difference can be significant: compare p with the "
+        "smallest p the seed counts allow.",
+    ]
+    groups = [len(pairs)] if pairs else []
+    return Table("pairwise", "Pairwise comparison of methods", numeric, display, notes, groups)
+
+
+# --- formatting -----------------------------------------------------------------------
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _fixed(decimals: int) -> Format:
+    return lambda v: f"{v:.{decimals}f}"
+
+
+def _number(value: Any, fmt: Format) -> str:
+    return "–" if _missing(value) else fmt(float(value))
+
+
+def _percent(value: Any) -> str:
+    return "–" if _missing(value) else f"{100 * float(value):.0f}%"
+
+
+def _pm(numeric: pd.DataFrame, column: str, fmt: Format) -> list[str]:
+    """``mean ± std`` per row; the mean alone where no std is known."""
+    means, stds = _col(numeric, f"{column}_mean"), _col(numeric, f"{column}_std")
+    return [
+        "–" if _missing(m) else fmt(m) if _missing(s) else f"{fmt(m)} ± {fmt(s)}"
+        for m, s in zip(means, stds, strict=True)
+    ]
+
+
+def to_markdown(table: Table) -> str:
+    display = table.display
+    lines = [f"### {table.title}", ""]
+    lines.append("| " + " | ".join(display.columns) + " |")
+    lines.append("|" + "|".join("---" for _ in display.columns) + "|")
+    for row in display.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
+    lines.append("")
+    lines += [f"- {note}" for note in table.notes]
+    return "\n".join(lines) + "\n"
+
+
+LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"}
+LATEX_SPECIAL.update({"~": r"\textasciitilde{}", "^": r"\textasciicircum{}"})
+LATEX_SYMBOLS = {
+    "±": r"$\pm$",
+    "τ": r"$\tau$",
+    "ρ": r"$\rho$",
+    "α": r"$\alpha$",
+    "β": r"$\beta$",
+    "Λ": r"$\Lambda$",
+    "Δ": r"$\Delta$",
+    "≥": r"$\geq$",
+    "≤": r"$\leq$",
+    "<": r"$<$",
+    "−": "--",
+    "–": "--",
+    "‖": r"$\|$",
+    "²": r"$^2$",
+}
+
+
+def latex_escape(text: str) -> str:
+    """Plain text → LaTeX: special characters escaped, Greek and ± as math."""
+    out = []
+    for char in str(text):
+        if char == "\\":
+            out.append(r"\textbackslash{}")
+        else:
+            out.append(LATEX_SPECIAL.get(char) or LATEX_SYMBOLS.get(char) or char)
+    return "".join(out)
+
+
+def to_latex(table: Table) -> str:
+    """A booktabs tabular, hand-written so no Jinja2 is needed."""
+    display = table.display
+    spec = "l" * 2 + "r" * (len(display.columns) - 2)
+    lines = [f"% {table.title} (generated by `python -m harness report`)"]
+    lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
+    lines.append(" & ".join(latex_escape(c) for c in display.columns) + r" \\")
+    lines.append(r"\midrule")
+    for position, row in enumerate(display.itertuples(index=False)):
+        if position in table.groups and 0 < position < len(display):
+            lines.append(r"\midrule")
+        lines.append(" & ".join(latex_escape(v) for v in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(table: Table, out: Path) -> list[Path]:
+    paths = [out / f"{table.name}.{ext}" for ext in ("csv", "md", "tex")]
+    table.numeric.to_csv(paths[0], index=False)
+    paths[1].write_text(to_markdown(table), encoding="utf-8")
+    paths[2].write_text(to_latex(table), encoding="utf-8")
+    return paths
+
+
+# --- plots -----------------------------------------------------------------------------
+def epoch_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Long format, one row per (finished run, epoch): C10 test of the cell and gap_acc."""
+    rows = []
+    finished = frame[frame["status"] == "finished"]
+    columns = (finished["method"], finished["seed"], finished["epochs"])
+    for method, seed, records in zip(*columns, strict=True):
+        for record in records:
+            rows.append(
+                {
+                    "method": method,
+                    "seed": seed,
+                    "epoch": record["epoch"],
+                    "c10_test": record["nb201"]["cifar10"]["test"],
+                    "gap_acc": _float(record.get("gap_acc")),
+                }
+            )
+    return pd.DataFrame(rows, columns=["method", "seed", "epoch", "c10_test", "gap_acc"])
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def save_figure(figure: Figure, stem: Path) -> list[Path]:
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    figure.tight_layout()
+    figure.savefig(paths[0], dpi=150)
+    figure.savefig(paths[1])
+    return paths
+
+
+def plot_trajectory(epochs: pd.DataFrame, column: str, ylabel: str, stem: Path) -> list[Path]:
+    """Mean ± std band over seeds of one per-epoch quantity, one line per method."""
+    figure = Figure(figsize=(5.5, 3.5))
+    axes = figure.add_subplot()
+    for method, group in epochs.groupby("method", sort=True):
+        summary = group.groupby("epoch")[column].agg(["mean", "std"]).fillna({"std": 0.0})
+        x = summary.index.to_numpy()
+        line = axes.plot(x, summary["mean"], marker="o", markersize=3, label=str(method))[0]
+        low, high = summary["mean"] - summary["std"], summary["mean"] + summary["std"]
+        axes.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(ylabel)
+    axes.set_title("mean ± std over finished seeds", fontsize=9)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(alpha=0.3)
+    if len(epochs):
+        axes.legend(fontsize=8)
+    return save_figure(figure, stem)
+
+
+def mean_alpha(records_per_run: list[list[dict[str, Any]]]) -> np.ndarray:
+    """[epochs, 6, 5] op probabilities averaged over runs (truncated to the shortest)."""
+    arrays = [np.array([r["alpha"] for r in records], dtype=float) for records in records_per_run]
+    arrays = [a for a in arrays if a.ndim == 3 and len(a)]
+    if not arrays:
+        return np.zeros((0, len(EDGES), len(OPS)))
+    shortest = min(len(a) for a in arrays)
+    return np.mean([a[:shortest] for a in arrays], axis=0)
+
+
+def plot_alpha(method: str, alpha: np.ndarray, seeds: int, stem: Path) -> list[Path]:
+    """Six panels, one per edge: each op's probability over epochs."""
+    figure = Figure(figsize=(9, 5))
+    axes = figure.subplots(2, 3, sharex=True, sharey=True)
+    x = np.arange(1, len(alpha) + 1)
+    for edge, ax in enumerate(axes.flat):
+        for op_index, op in enumerate(OPS):
+            ax.plot(x, alpha[:, edge, op_index], label=op)
+        target, source = EDGES[edge]
+        ax.set_title(f"edge {source}→{target}", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
+    figure.suptitle(f"{method}: α probabilities, mean over {seeds} seed(s)", fontsize=10)
+    return save_figure(figure, stem)
+
+
+def plot_ranking(frame: pd.DataFrame, stem: Path) -> list[Path]:
+    """One-shot score vs NB201 C10 valid of the sampled cells, lowest seed per method."""
+    ranked = frame[(frame["status"] == "finished") & frame["ranking_cells"].notna()]
+    if "ranking_cells" not in frame or ranked.empty:
+        return []
+    methods = sorted(ranked["method"].unique())
+    figure = Figure(figsize=(3.2 * len(methods), 3.2))
+    for position, method in enumerate(methods, start=1):
+        run = ranked[ranked["method"] == method].sort_values("seed").iloc[0]
+        cells = run["ranking_cells"]
+        ax = figure.add_subplot(1, len(methods), position)
+        ax.scatter(cells["valid"], cells["scores"], s=8, alpha=0.7)
+        ax.set_title(f"{method} seed {run['seed']}: τ = {run['rank_kendall_tau']:.2f}", fontsize=9)
+        ax.set_xlabel("NB201 C10 valid (%)")
+        ax.set_ylabel("one-shot accuracy (%)")
+        ax.grid(alpha=0.3)
+    return save_figure(figure, stem)
+
+
+def write_plots(frame: pd.DataFrame, out: Path) -> list[Path]:
+    epochs = epoch_frame(frame)
+    paths = plot_trajectory(epochs, "c10_test", "NB201 C10 test of the cell (%)", out / "c10_test")
+    paths += plot_trajectory(epochs, "gap_acc", "discretization gap, acc (pt)", out / "gap_acc")
+    finished = frame[frame["status"] == "finished"]
+    for method, group in finished.groupby("method", sort=True):
+        alpha = mean_alpha(list(group["epochs"]))
+        if len(alpha):
+            paths += plot_alpha(str(method), alpha, len(group), out / f"alpha_{method}")
+    if "ranking_cells" in frame:
+        paths += plot_ranking(frame, out / "ranking")
+    return paths
+
+
+# --- the gathering page ---------------------------------------------------------------
+def _provenance_lines(frame: pd.DataFrame) -> list[str]:
+    versions = sorted({str(v) for v in _col(frame, "table_version").dropna()})
+    preset, dataset = frame["preset"].iloc[0], frame["dataset"].iloc[0]
+    return [
+        f"- preset `{preset}`, search dataset `{dataset}`, {len(frame)} run(s)",
+        f"- benchmark table: {', '.join(versions) or 'unknown'}",
+    ]
+
+
+def _not_counted(frame: pd.DataFrame) -> list[str]:
+    """Runs left out of the statistics, each with its reason."""
+    others = frame[frame["status"] != "finished"]
+    return [
+        f"- {row.method} seed {row.seed}: {row.status} ({row.reason})"
+        for row in others.itertuples(index=False)
+    ]
+
+
+def write_index(frame: pd.DataFrame, tables: list[Table], plots: list[Path], out: Path) -> Path:
+    lines = ["# Report", "", *_provenance_lines(frame), ""]
+    skipped = _not_counted(frame)
+    if skipped:
+        lines += ["Runs not in the statistics:", "", *skipped, ""]
+    for table in tables:
+        lines += [to_markdown(table), ""]
+    lines += ["### Plots", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in plots if p.suffix == ".png"]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,126 @@
+"""A parallel smoke sweep, its report, and a sweep in which one job fails."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness import results, sweep
+from harness.cli import main, summary_table
+from harness.report import write_reports
+
+METHODS = ("darts", "darts2")
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two methods × two seeds of the smoke preset, two jobs at a time, through the CLI."""
+    root = tmp_path_factory.mktemp("sweep")
+    argv = ["run", "--methods", ",".join(METHODS), "--seeds", "2", "--preset", "smoke"]
+    assert main([*argv, "--results", str(root), "--jobs", "2"]) == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def report_dir(sweep_dir: Path) -> Path:
+    out = sweep_dir.parent / "reports"
+    assert main(["report", "--results", str(sweep_dir), "--out", str(out)]) == 0
+    return out / "smoke" / "cifar10"
+
+
+def finals(sweep_dir: Path, method: str) -> list[dict]:
+    paths = sorted((sweep_dir / "smoke" / "cifar10" / method).glob("seed-*/final.json"))
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def test_sweep_finished_every_run_with_ranking(sweep_dir: Path) -> None:
+    for method in METHODS:
+        runs = finals(sweep_dir, method)
+        assert [f["seed"] for f in runs] == [0, 1]
+        for final in runs:
+            assert final["status"] == "finished"
+            assert final["ranking"]["samples"] == 20
+            assert len(final["ranking"]["cells"]["scores"]) == 20
+            assert -1.0 <= final["ranking"]["kendall_tau"] <= 1.0
+            expected = final["gap"]["onehot_valid_acc"] - final["nb201"]["cifar10"]["valid"]
+            assert final["gap"]["gap_to_nb201"] == pytest.approx(expected)
+
+
+def test_report_files_exist(report_dir: Path) -> None:
+    for table in ("nb201", "harness", "pairwise"):
+        for ext in ("csv", "md", "tex"):
+            assert (report_dir / f"{table}.{ext}").stat().st_size > 0
+    plots = ["c10_test", "gap_acc", "ranking", *(f"alpha_{m}" for m in METHODS)]
+    for plot in plots:
+        for ext in ("png", "pdf"):
+            assert (report_dir / f"{plot}.{ext}").stat().st_size > 0
+    assert "![ranking](ranking.png)" in (report_dir / "report.md").read_text()
+
+
+def test_tables_hold_methods_and_reference_rows(report_dir: Path) -> None:
+    markdown = (report_dir / "nb201.md").read_text()
+    latex = (report_dir / "nb201.tex").read_text()
+    for text in (markdown, latex):
+        assert "darts2" in text and "Optimum of the space" in text
+        assert "published, not run here" in text and "GDAS" in text and "54.30" in text
+    assert r"\toprule" in latex and r"$\pm$" in latex
+    assert "94.37" in markdown  # the space optimum, C10 test
+    harness_md = (report_dir / "harness.md").read_text()
+    assert "Kendall τ" in harness_md and "| darts |" in harness_md
+    pairwise = pd.read_csv(report_dir / "pairwise.csv")
+    assert set(pairwise["metric"]) == {"c10_test", "gap_acc"}
+    assert (pairwise[["n_a", "n_b"]] == 2).all().all()
+
+
+def test_csv_numbers_are_means_of_final_json(sweep_dir: Path, report_dir: Path) -> None:
+    nb201 = pd.read_csv(report_dir / "nb201.csv").set_index("method")
+    harness = pd.read_csv(report_dir / "harness.csv").set_index("method")
+    for method in METHODS:
+        runs = finals(sweep_dir, method)
+        mean = sum(f["nb201"]["cifar10"]["test"] for f in runs) / len(runs)
+        assert nb201.loc[method, "c10_test_mean"] == pytest.approx(mean)
+        mean = sum(f["nb201"]["imagenet16"]["valid"] for f in runs) / len(runs)
+        assert nb201.loc[method, "in16_valid_mean"] == pytest.approx(mean)
+        mean = sum(f["gap"]["gap_acc"] for f in runs) / len(runs)
+        assert harness.loc[method, "gap_acc_mean"] == pytest.approx(mean)
+        mean = sum(f["ranking"]["kendall_tau"] for f in runs) / len(runs)
+        assert harness.loc[method, "rank_kendall_tau_mean"] == pytest.approx(mean)
+        assert nb201.loc[method, "seeds"] == 2 and nb201.loc[method, "failed"] == 0
+    assert nb201.loc["Optimum of the space", "c10_test_mean"] == pytest.approx(94.37, abs=0.01)
+    published = nb201[nb201["kind"] == "published, not run here"]
+    assert published.loc["DARTS-V1", "c10_test_mean"] == pytest.approx(54.30)
+
+
+def test_failing_job_is_recorded_and_the_others_finish(tmp_path: Path, data_dir: Path) -> None:
+    jobs = sweep.plan(["darts"], [0, 1], "smoke", {"epochs": "1"}, tmp_path)
+    bad = dataclasses.replace(jobs[1].config, train_size=10**9)  # raises inside the job
+    jobs[1] = dataclasses.replace(jobs[1], config=bad)
+    outcomes = sweep.run_jobs(jobs, data_dir, data_dir / "nb201" / "nb201_table.csv", n_jobs=2)
+
+    assert [o["status"] for o in outcomes] == ["finished", "failed"]
+    assert "train_size" in outcomes[1]["reason"]
+    failed = tmp_path / "smoke" / "cifar10" / "darts" / "seed-1"
+    assert not results.is_finished(failed)  # so a rerun retries it
+    record = json.loads((failed / results.FAILED).read_text())
+    assert record["status"] == "failed" and "UsageError" in record["reason"]
+    assert "failed" in summary_table(outcomes)
+
+    out = tmp_path / "reports"
+    write_reports(tmp_path, out, data_dir)
+    table = pd.read_csv(out / "smoke" / "cifar10" / "nb201.csv").set_index("method")
+    assert table.loc["darts", "seeds"] == 1 and table.loc["darts", "failed"] == 1
+    page = (out / "smoke" / "cifar10" / "report.md").read_text()
+    assert "darts seed 1: failed" in page
+
+
+def test_unreadable_run_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    broken = results.run_dir(tmp_path, "smoke", "cifar10", "darts", 0)
+    broken.mkdir(parents=True)
+    (broken / results.FINAL).write_text("{not json")
+    with pytest.warns(UserWarning, match="seed-0"):
+        frame = results.load_runs(tmp_path)
+    assert frame.empty
