@@ -545,8 +545,10 @@ def plot_alpha(method: str, alpha: np.ndarray, seeds: int, stem: Path) -> list[P
 
 def plot_ranking(frame: pd.DataFrame, stem: Path) -> list[Path]:
     """One-shot score vs NB201 C10 valid of the sampled cells, lowest seed per method."""
+    if "ranking_cells" not in frame:
+        return []
     ranked = frame[(frame["status"] == "finished") & frame["ranking_cells"].notna()]
-    if "ranking_cells" not in frame or ranked.empty:
+    if ranked.empty:
         return []
     methods = sorted(ranked["method"].unique())
     figure = Figure(figsize=(3.2 * len(methods), 3.2))
@@ -571,8 +573,7 @@ def write_plots(frame: pd.DataFrame, out: Path) -> list[Path]:
         alpha = mean_alpha(list(group["epochs"]))
         if len(alpha):
             paths += plot_alpha(str(method), alpha, len(group), out / f"alpha_{method}")
-    if "ranking_cells" in frame:
-        paths += plot_ranking(frame, out / "ranking")
+    paths += plot_ranking(frame, out / "ranking")
     return paths
 
 
