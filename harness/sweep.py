@@ -158,7 +158,7 @@ def failure_record(job: Job, error: BaseException) -> dict[str, Any]:
     """What ``failed.json`` holds: enough to see why, and the config to retry it."""
     return {
         "status": "failed",
-        "reason": f"{type(error).__name__}: {error}",
+        "reason": f"{type(error).__name__}: {_first_line(error)}",
         "traceback": "".join(traceback.format_exception(error)),
         "method": job.method,
         "seed": job.seed,
@@ -167,6 +167,13 @@ def failure_record(job: Job, error: BaseException) -> dict[str, Any]:
         "config": job.config.to_dict(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _first_line(error: BaseException) -> str:
+    """The message's first line, for one-line progress and summaries (the rest is in the
+    traceback)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def execute(job: Job, data_dir: Path, table_path: Path, gpus: int = 0) -> dict[str, Any]:
@@ -209,7 +216,7 @@ def run_jobs(
             _progress(finals, job, "already finished")
         else:
             pending.append(index)
-    n_jobs = n_jobs or default_jobs([jobs[i] for i in pending])
+    n_jobs = max(1, min(n_jobs or default_jobs([jobs[i] for i in pending]), len(pending) or 1))
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     tasks = [(i, with_threads(jobs[i], n_jobs), data_dir, table_path, gpus) for i in pending]
     for index, outcome in _dispatch(tasks, n_jobs):
@@ -226,12 +233,12 @@ def _progress(finals: list[dict[str, Any] | None], job: Job, state: str) -> None
 
 def _dispatch(tasks: list[tuple[Any, ...]], n_jobs: int) -> Iterator[tuple[int, dict[str, Any]]]:
     """Outcomes as jobs end: in this process for one job at a time, else in loky workers."""
-    if n_jobs == 1 or len(tasks) <= 1:
+    if n_jobs == 1:
         for task in tasks:
             yield _indexed(*task)
         return
     reported: set[int] = set()
-    parallel = Parallel(n_jobs=min(n_jobs, len(tasks)), return_as="generator_unordered")
+    parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
     try:
         for index, outcome in parallel(delayed(_indexed)(*task) for task in tasks):
             reported.add(index)
@@ -244,6 +251,8 @@ def _dispatch(tasks: list[tuple[Any, ...]], n_jobs: int) -> Iterator[tuple[int, 
 
 def _pool_failure(job: Job, error: Exception) -> dict[str, Any]:
     """A job lost with its worker (killed, out of memory): recorded so a rerun retries it."""
+    if results.is_finished(job.directory):  # it ended before the pool broke
+        return results.read_json(job.directory / results.FINAL)
     record = failure_record(job, error)
     record["reason"] = f"worker pool failed: {record['reason']}"
     results.write_json(job.directory / results.FAILED, record)
