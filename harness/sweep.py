@@ -170,8 +170,7 @@ def failure_record(job: Job, error: BaseException) -> dict[str, Any]:
 
 
 def _first_line(error: BaseException) -> str:
-    """The message's first line, for one-line progress and summaries (the rest is in the
-    traceback)."""
+    """The message's first line, for one-line summaries; the traceback keeps the rest."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else ""
 
