@@ -105,8 +105,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.report import write_reports
 
     written = write_reports(Path(args.results), Path(args.out), args.data_dir)
+    print(f"wrote {len(written)} files (tables as md/tex/csv, plots as png/pdf); start at:")
     for path in written:
-        print(path)
+        if path.name == "report.md":
+            print(f"  {path}")
     return 0
 
 
