@@ -47,6 +47,7 @@ class Config:
     gap_eval_size: int = 1024  # fixed subset of search-valid for the discretization gap
     gap_eval_batch: int = 256
     rank_samples: int = 100  # cells scored for the ranking correlation at the end
+    rank_eval_size: int = 0  # eval images per scored cell; 0 = the whole gap eval subset
     # execution
     impl: str = "fused"  # "fused" or "reference" supernet
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
@@ -77,6 +78,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "a_lr": 6e-3,
         "gap_eval_size": 1024,
         "rank_samples": 200,
+        "rank_eval_size": 256,
     },
     # Seconds per run: tests and the CI gate. Deterministic on CPU.
     "smoke": {
@@ -90,6 +92,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "gap_eval_size": 128,
         "gap_eval_batch": 128,
         "rank_samples": 20,
+        "threads": 1,
+    },
+    # The CI gate on the discretization gap: deterministic, a few seconds per method, and
+    # trained long enough that α moves and a broken method shows (docs/ci-check.md).
+    "ci": {
+        "C": 4,
+        "N": 1,
+        "epochs": 4,
+        "batch_size": 32,
+        "train_size": 512,
+        "valid_size": 512,
+        "a_lr": 3e-2,
+        "gap_eval_size": 256,
+        "gap_eval_batch": 256,
+        "rank_samples": 0,
         "threads": 1,
     },
 }

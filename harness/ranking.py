@@ -118,9 +118,9 @@ def ranking_correlation(
     started = time.perf_counter()
     generator = generator if generator is not None else rank_generator(config.seed)
     cells = sample_cells(config.rank_samples, generator)
-    scores, losses = score_cells_with_loss(
-        model, cells, data.eval_images, data.eval_labels, config.gap_eval_batch
-    )
+    size = config.rank_eval_size or data.eval_labels.shape[0]
+    images, labels = data.eval_images[:size], data.eval_labels[:size]
+    scores, losses = score_cells_with_loss(model, cells, images, labels, config.gap_eval_batch)
     codes = np.array([cell.code for cell in cells], dtype=np.int64)
     valid = benchmark.accuracy(codes, "cifar10", "valid")
     test = benchmark.accuracy(codes, "cifar10", "test")
@@ -131,7 +131,7 @@ def ranking_correlation(
         "samples": len(cells),
         "score": "one-hot supernet accuracy on the eval images",
         "truth": "NB201 cifar10 valid (test under 'test')",
-        "eval_size": int(data.eval_labels.shape[0]),
+        "eval_size": int(labels.shape[0]),
         "wall_s": round(time.perf_counter() - started, 3),
         "cells": {
             "codes": codes.tolist(),

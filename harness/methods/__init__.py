@@ -16,6 +16,7 @@ from harness.methods.base import Method
 from harness.supernet import SuperNet
 
 _REGISTRY: dict[str, type[Method]] = {}
+_DISCOVERED = False
 
 
 def register(cls: type[Method]) -> type[Method]:
@@ -27,13 +28,16 @@ def register(cls: type[Method]) -> type[Method]:
 
 
 def _discover() -> None:
+    """Import every method module once (importing one registers only that one)."""
+    global _DISCOVERED
     for info in pkgutil.iter_modules(__path__):
         if info.name != "base":
             importlib.import_module(f"{__name__}.{info.name}")
+    _DISCOVERED = True
 
 
 def registry() -> dict[str, type[Method]]:
-    if not _REGISTRY:
+    if not _DISCOVERED:
         _discover()
     return dict(sorted(_REGISTRY.items()))
 
