@@ -18,10 +18,11 @@ H⁻¹ ≈ ξI, the amended estimate takes H⁻¹ ≈ ηH:
 
 η = 0.1 (AdversarialNAS; the spec's grid is {0.01, 0.1, 1}); ``normalize_c`` > 0
 rescales ηz to c‖∇_α L_val‖ (spec grid c ∈ {0.1, 0.5}). ``fd_radius`` is the
-0.01 of both ε; it is an option because at that radius the differences can
-straddle ReLU kinks and then measure a smoothed Hessian rather than the exact
-one (docs/methods.md). As in DARTS-V2 the α step comes before the weight step.
-Five forward/backward passes per α step.
+0.01 of both ε. At realistic sizes the differences straddle many ReLU kinks
+and measure something far from autograd's Hessian at any radius
+(docs/methods.md), so ``hessian=autograd`` [I] computes both products by double
+backward instead. As in DARTS-V2 the α step comes before the weight step. Five
+forward/backward passes per α step with differences.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from harness.errors import UsageError
 from harness.methods import register
 from harness.methods.base import Batch, Method, StepContext, norm, shifted_weights, weight_params
 from harness.supernet import SuperNet
@@ -45,6 +47,7 @@ class Options:
     eta: float = 0.1  # η, the stand-in for H⁻¹ ≈ ηH
     normalize_c: float = 0.0  # 0 = off; else ‖ηz‖ := c·‖∇_α L_val‖
     fd_radius: float = 0.01  # ε = fd_radius/‖vector‖ for both differences (DARTS's 0.01)
+    hessian: str = "fd"  # "fd" (the spec's differences) or "autograd" (double backward) [I]
 
 
 def central_difference(
@@ -88,6 +91,27 @@ def mixed_hessian_vector(
     return central_difference(ctx.model, vector, radius, gradient)
 
 
+def _dot(xs: list[Tensor] | tuple[Tensor, ...], ys: list[Tensor]) -> Tensor:
+    return torch.stack([(x * y).sum() for x, y in zip(xs, ys, strict=True)]).sum()
+
+
+def autograd_products(
+    ctx: StepContext, method: Method, batch: Batch, vector: list[Tensor]
+) -> tuple[list[Tensor], list[Tensor]]:
+    """(u = H·vector, z = ∇²_{αw} L · u) by double backward.
+
+    Autograd differentiates ReLU twice as 0, so this is the Hessian without the
+    kink terms that a finite difference over many units picks up.
+    """
+    params, arch = weight_params(ctx.model), method.arch_parameters()
+    with shifted_weights(ctx.model, vector, 0.0):  # only to restore BN buffers afterwards
+        loss = ctx.loss(batch, method.edge_weights(), method.active_mask())
+        grads = torch.autograd.grad(loss, params, create_graph=True)
+        u = torch.autograd.grad(_dot(grads, vector), params, retain_graph=True)
+        z = torch.autograd.grad(_dot(grads, [t.detach() for t in u]), arch)
+    return [t.detach() for t in u], [t.detach() for t in z]
+
+
 def amended_gradient(
     ctx: StepContext, method: Method, train: Batch, valid: Batch, options: Options
 ) -> tuple[list[Tensor], Tensor]:
@@ -96,8 +120,11 @@ def amended_gradient(
     loss = ctx.loss(valid, method.edge_weights(), method.active_mask())
     grads = torch.autograd.grad(loss, arch + params)
     g_val, v = list(grads[: len(arch)]), list(grads[len(arch) :])
-    u = hessian_vector(ctx, method, train, v, options.fd_radius)
-    z = mixed_hessian_vector(ctx, method, train, u, options.fd_radius)
+    if options.hessian == "autograd":
+        _, z = autograd_products(ctx, method, train, v)
+    else:
+        u = hessian_vector(ctx, method, train, v, options.fd_radius)
+        z = mixed_hessian_vector(ctx, method, train, u, options.fd_radius)
     amendment = [options.eta * t for t in z]
     ratio = norm(amendment) / (norm(g_val) + 1e-12)
     if options.normalize_c > 0:
@@ -115,6 +142,10 @@ class Amended(Method):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if self.options.hessian not in ("fd", "autograd"):
+            raise UsageError(
+                f"amended.hessian must be 'fd' or 'autograd', got {self.options.hessian!r}"
+            )
         self._reset_ratio()
 
     def _reset_ratio(self) -> None:
