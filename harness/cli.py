@@ -56,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("methods", help="list the registered methods")
 
+    check = sub.add_parser("check", help="CI gate: did the discretization gap get worse?")
+    check.add_argument("--methods", help="comma-separated subset of the baseline's methods")
+    check.add_argument("--baseline", help="baseline JSON (default: benchmarks/gap_baseline.json)")
+    check.add_argument(
+        "--tolerance", action="append", metavar="METRIC=VALUE", help="e.g. gap_acc=2.0"
+    )
+    check.add_argument("--update", action="store_true", help="write the baseline from this run")
+    check.add_argument("--seeds", default="0,1", help="seed list for --update (default 0,1)")
+    check.add_argument("--data-dir")
     report = sub.add_parser("report", help="paper-style tables and plots from a results directory")
     report.add_argument("--results", default="results", help="results directory (default: results)")
     report.add_argument("--out", default="reports", help="where to write (default: reports)")
@@ -99,6 +108,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     for final in failed:
         print(f"failed: {final['method']} seed {final['seed']}: {final['reason']}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from harness import check, results, sweep
+
+    baseline_path = Path(args.baseline) if args.baseline else check.DEFAULT_BASELINE
+    tolerance = check.parse_tolerance(args.tolerance)
+    requested = sweep.parse_methods(args.methods) if args.methods else None
+    data_dir = find_data_dir(args.data_dir)
+    if args.update:
+        names = requested or list(methods.registry())
+        seeds = check.parse_seed_list(args.seeds)
+        measured = check.measure(names, seeds, data_dir, log=sweep.log_line)
+        document = check.baseline_document(measured, seeds, data_dir)
+        results.write_json(baseline_path, document)
+        print(f"wrote {baseline_path} ({len(names)} method(s), seeds {seeds})")
+        return 0
+    baseline = check.load_baseline(baseline_path, data_dir)
+    names = check.select_methods(baseline, requested)
+    seeds = [int(s) for s in baseline["seeds"]]
+    print(f"check: preset {check.PRESET}, seeds {seeds}, baseline {baseline_path}")
+    measured = check.measure(names, seeds, data_dir)
+    verdicts = check.compare(baseline, measured, tolerance)
+    print(check.format_table(verdicts))
+    worse = sorted({v.method for v in verdicts if not v.ok})
+    if worse:
+        print(f"FAIL: discretization gap grew beyond tolerance for: {', '.join(worse)}")
+        return 1
+    print(f"ok: {len(names)} method(s) within tolerance {tolerance}")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -191,4 +230,5 @@ COMMANDS = {
     "benchmark": cmd_convert,
     "methods": cmd_methods,
     "report": cmd_report,
+    "check": cmd_check,
 }
