@@ -12,10 +12,13 @@ between them:
 
 * ``reference`` — every candidate op of every edge is computed on its own, the
   ``none`` op included (as ``x * 0``), as peer harnesses do;
-* ``fused`` — per source node one ReLU, one convolution producing the 3×3 and
-  1×1 outputs of all its outgoing edges (the 1×1 kernel sits at the centre of a
-  3×3 one), one average pool, and no work for ``none`` or for any op whose
-  weight the caller declares to be exactly zero (``active`` mask).
+* ``fused`` — per source node one ReLU, one 3×3 and one 1×1 convolution for all
+  its outgoing edges (their kernels are one contiguous slice of the stacked
+  parameters: rows are grouped by source node, :data:`SLOT`), each followed by one
+  BN whose scale is the ops' mixing weights, one box-sum pool (a depthwise conv
+  times a 1/count map), skip and pool mixed in with GEMM gradients
+  (:class:`AddSkipPool`), and no work for ``none`` or for any op whose weight the
+  caller declares to be exactly zero (``active`` mask).
 
 Candidate-op BN has no affine parameters and its conv carries a bias (AutoDL's
 search cells). With ``track_running_stats=False`` (our default) every BN uses
@@ -25,6 +28,7 @@ batch statistics, in training and in evaluation alike.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +42,15 @@ OUT_EDGES: tuple[tuple[int, ...], ...] = tuple(
     tuple(k for k, (_, src) in enumerate(EDGES) if src == node) for node in range(3)
 )
 """Edge indices leaving nodes 0, 1, 2."""
+SLOT_EDGES: tuple[int, ...] = tuple(k for edges in OUT_EDGES for k in edges)
+"""The edge stored in each row of a cell's stacked parameters: grouped by source node,
+so the kernels of all edges leaving one node are a contiguous slice (a view)."""
+SLOT: tuple[int, ...] = tuple(SLOT_EDGES.index(k) for k in range(NUM_EDGES))
+"""Edge index (α row) → storage row."""
+SOURCE_SLOTS: tuple[tuple[int, int], ...] = tuple(
+    (SLOT[edges[0]], SLOT[edges[0]] + len(edges)) for edges in OUT_EDGES
+)
+"""Storage rows [lo, hi) of the edges leaving nodes 0, 1, 2."""
 
 
 def _bn(x: Tensor, mean: Tensor | None, var: Tensor | None, training: bool) -> Tensor:
@@ -45,8 +58,102 @@ def _bn(x: Tensor, mean: Tensor | None, var: Tensor | None, training: bool) -> T
     return F.batch_norm(x, mean, var, None, None, use_batch, 0.1, 1e-5)
 
 
+def box_kernel(channels: int, like: Tensor) -> Tensor:
+    """Depthwise 3×3 all-ones kernel: a 3×3 sum per channel as one convolution."""
+    return torch.ones(channels, 1, 3, 3, dtype=like.dtype, device=like.device)
+
+
+def inverse_counts(height: int, width: int, like: Tensor) -> Tensor:
+    """[1, 1, H, W]: 1 / the number of in-image pixels under each 3×3 window."""
+    rows = torch.full((height,), 3.0, dtype=like.dtype, device=like.device)
+    cols = torch.full((width,), 3.0, dtype=like.dtype, device=like.device)
+    rows[0] -= 1
+    rows[-1] -= 1
+    cols[0] -= 1
+    cols[-1] -= 1
+    return (rows[:, None] * cols[None, :]).reciprocal().view(1, 1, height, width)
+
+
+def avg_pool3(x: Tensor) -> Tensor:
+    """``avg_pool2d(x, 3, 1, 1, count_include_pad=False)`` as a depthwise box sum times
+    a per-pixel 1/count map: the same values up to rounding, several times faster on CPU."""
+    box = F.conv2d(x, box_kernel(x.shape[1], x), padding=1, groups=x.shape[1])
+    return box * inverse_counts(x.shape[-2], x.shape[-1], box)
+
+
+class AddSkipPool(torch.autograd.Function):
+    """``y + w_skip ⊗ h + w_pool ⊗ pooled`` for y [B, E, C, H, W], h and pooled
+    [B, C, H, W], weights [E].
+
+    Autograd's own broadcasting backward reduces ``grad · h`` through a full-size
+    temporary; for contiguous (NCHW) tensors every gradient here is one batched
+    matrix product instead. Other layouts (channels_last) take the plain reductions.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, y: Tensor, h: Tensor, pooled: Tensor, w_skip: Tensor, w_pool: Tensor
+    ) -> Tensor:
+        ctx.save_for_backward(h, pooled, w_skip, w_pool)
+        out = torch.addcmul(y, h.unsqueeze(1), w_skip.view(1, -1, 1, 1, 1))
+        return out.addcmul_(pooled.unsqueeze(1), w_pool.view(1, -1, 1, 1, 1))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        h, pooled, w_skip, w_pool = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        gemm = grad.is_contiguous() and h.is_contiguous() and pooled.is_contiguous()
+        source_grad = _source_grad_gemm if gemm else _source_grad_plain
+        weight_grad = _weight_grad_gemm if gemm else _weight_grad_plain
+        return (
+            grad,
+            source_grad(grad, w_skip) if need[1] else None,
+            source_grad(grad, w_pool) if need[2] else None,
+            weight_grad(grad, h) if need[3] else None,
+            weight_grad(grad, pooled) if need[4] else None,
+        )
+
+
+def _source_grad_gemm(grad: Tensor, weight: Tensor) -> Tensor:
+    """Σ_e weight[e] · grad[:, e] as one batched product: [B, 1, E] @ [B, E, n]."""
+    b, e = grad.shape[:2]
+    mix = weight.view(1, 1, e).expand(b, 1, e).contiguous()
+    return torch.bmm(mix, grad.view(b, e, -1)).view(b, *grad.shape[2:])
+
+
+def _weight_grad_gemm(grad: Tensor, source: Tensor) -> Tensor:
+    """Σ_{b,c,h,w} grad[:, e] · source for every e: [B, E, n] @ [B, n, 1], summed over B."""
+    b, e = grad.shape[:2]
+    return torch.bmm(grad.view(b, e, -1), source.view(b, -1, 1)).sum(0).view(e)
+
+
+def _source_grad_plain(grad: Tensor, weight: Tensor) -> Tensor:
+    return (grad * weight.view(1, -1, 1, 1, 1)).sum(1)
+
+
+def _weight_grad_plain(grad: Tensor, source: Tensor) -> Tensor:
+    return (grad * source.unsqueeze(1)).sum((0, 2, 3, 4))
+
+
+def _is_channels_last(x: Tensor) -> bool:
+    """Channels innermost: a (possibly gapped) channels_last layout."""
+    return x.dim() == 4 and x.stride(1) == 1 and x.shape[1] > 1
+
+
+def _dense(x: Tensor) -> Tensor:
+    """``x`` without gaps, keeping its layout (NCHW or channels_last)."""
+    if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):
+        return x
+    layout = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+    return x.contiguous(memory_format=layout)
+
+
 class SearchCell(nn.Module):
-    """One searched cell: parameters of all candidate convolutions on its 6 edges."""
+    """One searched cell: parameters of all candidate convolutions on its 6 edges.
+
+    The stacked parameters hold edge ``k`` in row ``SLOT[k]`` (edges grouped by
+    source node, see :data:`SLOT_EDGES`); both forward paths use that mapping.
+    """
 
     def __init__(self, channels: int, track_running_stats: bool, node_bn: bool = False) -> None:
         super().__init__()
@@ -72,41 +179,40 @@ class SearchCell(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """PyTorch's default Conv2d initialisation, edge by edge."""
+        """PyTorch's default Conv2d initialisation, edge by edge in α-row order."""
         for weight, bias in (
             (self.conv3_weight, self.conv3_bias),
             (self.conv1_weight, self.conv1_bias),
         ):
             for k in range(NUM_EDGES):
-                nn.init.kaiming_uniform_(weight.data[k], a=math.sqrt(5))
+                nn.init.kaiming_uniform_(weight.data[SLOT[k]], a=math.sqrt(5))
                 fan_in = weight.shape[2] * weight.shape[3] * weight.shape[4]
                 bound = 1 / math.sqrt(fan_in)
-                nn.init.uniform_(bias.data[k], -bound, bound)
+                nn.init.uniform_(bias.data[SLOT[k]], -bound, bound)
 
-    def _stats(self, kind: str, edges: list[int]) -> tuple[Tensor | None, Tensor | None]:
+    def _stats(self, kind: str, slots: list[int]) -> tuple[Tensor | None, Tensor | None]:
         if not self.track_running_stats:
             return None, None
-        mean = getattr(self, f"{kind}_running_mean")[edges].reshape(-1)
-        var = getattr(self, f"{kind}_running_var")[edges].reshape(-1)
-        return mean, var
+        mean = _rows(getattr(self, f"{kind}_running_mean"), slots).reshape(-1)
+        var = _rows(getattr(self, f"{kind}_running_var"), slots).reshape(-1)
+        return mean.clone(), var.clone()
 
-    def _store_stats(self, kind: str, edges: list[int], mean: Tensor, var: Tensor) -> None:
+    def _store_stats(self, kind: str, slots: list[int], mean: Tensor, var: Tensor) -> None:
         c = self.channels
         with torch.no_grad():
-            getattr(self, f"{kind}_running_mean")[edges] = mean.view(len(edges), c)
-            getattr(self, f"{kind}_running_var")[edges] = var.view(len(edges), c)
+            getattr(self, f"{kind}_running_mean")[slots] = mean.view(len(slots), c)
+            getattr(self, f"{kind}_running_var")[slots] = var.view(len(slots), c)
 
     # ------------------------------------------------------------------ reference
     def _conv_op(self, x: Tensor, kind: str, edge: int) -> Tensor:
-        weight = getattr(self, f"{kind}_weight")[edge]
-        bias = getattr(self, f"{kind}_bias")[edge]
+        slot = SLOT[edge]
+        weight = getattr(self, f"{kind}_weight")[slot]
+        bias = getattr(self, f"{kind}_bias")[slot]
         y = F.conv2d(F.relu(x), weight, bias, padding=weight.shape[-1] // 2)
-        mean, var = self._stats(kind, [edge])
-        if mean is not None:
-            mean, var = mean.clone(), var.clone()
+        mean, var = self._stats(kind, [slot])
         y = _bn(y, mean, var, self.training)
         if mean is not None and self.training:
-            self._store_stats(kind, [edge], mean, var)
+            self._store_stats(kind, [slot], mean, var)
         return y
 
     def forward_reference(self, x: Tensor, weights: Tensor) -> Tensor:
@@ -137,81 +243,100 @@ class SearchCell(nn.Module):
     def forward_fused(self, x: Tensor, weights: Tensor, active: Tensor | None) -> Tensor:
         """``active`` (bool [6, 5] on the host) marks ops with non-zero weight; None = all."""
         on = _active_lists(active)
+        stored = weights[list(SLOT_EDGES)]  # α rows in storage order: slices per source
         partial: list[Tensor | None] = [None, None, None, None]
         nodes = [x]
         for source in range(3):
             h = nodes[source]
-            for target, term in self._edges_from(source, h, weights, on):
+            for target, term in self._edges_from(source, h, stored, on):
                 partial[target] = term if partial[target] is None else partial[target] + term
             nxt = partial[source + 1]
             if nxt is None:
                 nodes.append(torch.zeros_like(x))
             else:
-                nodes.append(self._node_output(source + 1, nxt))
+                nodes.append(_dense(self._node_output(source + 1, nxt)))
         return nodes[3]
 
     def _edges_from(
-        self, source: int, h: Tensor, weights: Tensor, on: list[list[bool]]
+        self, source: int, h: Tensor, stored: Tensor, on: list[list[bool]]
     ) -> list[tuple[int, Tensor]]:
         """Contributions of the edges leaving ``source``, as (target, tensor)."""
-        edges = list(OUT_EDGES[source])
+        edges = OUT_EDGES[source]
         if all(all(on[k][o] for o in (SKIP, CONV1, CONV3, POOL)) for k in edges):
-            stacked = self._dense_edges(h, weights, edges)
-            return [(EDGES[k][0], stacked[:, i]) for i, k in enumerate(edges)]
-        return self._sparse_edges(h, weights, edges, on)
+            lo, hi = SOURCE_SLOTS[source]
+            terms = self._dense_edges(h, stored, lo, hi)
+            return [(EDGES[k][0], term) for k, term in zip(edges, terms, strict=True)]
+        return self._sparse_edges(h, stored, list(edges), on)
 
-    def _dense_edges(self, h: Tensor, weights: Tensor, edges: list[int]) -> Tensor:
-        """All four live ops on every edge: [B, len(edges), C, H, W] in a handful of kernels.
+    def _dense_edges(self, h: Tensor, stored: Tensor, lo: int, hi: int) -> tuple[Tensor, ...]:
+        """All four live ops on the edges in storage rows [lo, hi), one [B, C, H, W] each.
 
         The mixing weight of a conv op is applied as the scale of its (otherwise
-        affine-free) BN, so it costs no extra pass over the activations.
+        affine-free) BN, so it costs no extra pass over the activations; skip and
+        pool are added by :class:`AddSkipPool`, whose gradients are GEMMs.
         """
         b, c, height, width = h.shape
         r = F.relu(h)
-        y = self._conv_bn(r, weights, edges, "conv3") + self._conv_bn(r, weights, edges, "conv1")
-        y = y.view(b, len(edges), c, height, width)
-        pooled = F.avg_pool2d(h, 3, 1, 1, count_include_pad=False)
-        w_skip = weights[edges, SKIP].view(1, -1, 1, 1, 1)
-        w_pool = weights[edges, POOL].view(1, -1, 1, 1, 1)
-        y = torch.addcmul(y, h.unsqueeze(1), w_skip)
-        return torch.addcmul(y, pooled.unsqueeze(1), w_pool)
+        slots = list(range(lo, hi))
+        y = self._conv_bn(r, stored, slots, "conv3")
+        y = y.add_(self._conv_bn(r, stored, slots, "conv1"))
+        dtype = y.dtype
+        y = AddSkipPool.apply(
+            y.view(b, hi - lo, c, height, width),
+            h.to(dtype),
+            avg_pool3(h).to(dtype),
+            stored[lo:hi, SKIP].to(dtype),
+            stored[lo:hi, POOL].to(dtype),
+        )
+        return y.unbind(1)
 
     def _sparse_edges(
-        self, h: Tensor, weights: Tensor, edges: list[int], on: list[list[bool]]
+        self, h: Tensor, stored: Tensor, edges: list[int], on: list[list[bool]]
     ) -> list[tuple[int, Tensor]]:
         """Only the ops marked active: one-hot cells, pruned ops."""
-        conv3 = [k for k in edges if on[k][CONV3]]
-        conv1 = [k for k in edges if on[k][CONV1]]
+        conv3 = [SLOT[k] for k in edges if on[k][CONV3]]
+        conv1 = [SLOT[k] for k in edges if on[k][CONV1]]
         r = F.relu(h) if conv3 or conv1 else h
-        terms: dict[int, list[Tensor]] = {k: [] for k in edges}
+        terms: dict[int, list[Tensor]] = {SLOT[k]: [] for k in edges}
         for kind, chosen in (("conv3", conv3), ("conv1", conv1)):
             if chosen:
-                y = self._conv_bn(r, weights, chosen, kind)
-                for k, part in zip(chosen, y.split(self.channels, dim=1), strict=True):
-                    terms[k].append(part)
+                y = self._conv_bn(r, stored, chosen, kind)
+                for slot, part in zip(chosen, y.split(self.channels, dim=1), strict=True):
+                    terms[slot].append(part)
         if any(on[k][POOL] for k in edges):
-            pooled = F.avg_pool2d(h, 3, 1, 1, count_include_pad=False)
+            pooled = avg_pool3(h)
             for k in edges:
                 if on[k][POOL]:
-                    terms[k].append(weights[k, POOL] * pooled)
+                    terms[SLOT[k]].append(stored[SLOT[k], POOL] * pooled)
         for k in edges:
             if on[k][SKIP]:
-                terms[k].append(weights[k, SKIP] * h)
-        return [(EDGES[k][0], _sum(terms[k])) for k in edges if terms[k]]
+                terms[SLOT[k]].append(stored[SLOT[k], SKIP] * h)
+        return [(EDGES[k][0], _sum(terms[SLOT[k]])) for k in edges if terms[SLOT[k]]]
 
-    def _conv_bn(self, r: Tensor, weights: Tensor, edges: list[int], kind: str) -> Tensor:
-        """One convolution for ``kind`` on all ``edges``, BN scaled by the edges' op weights."""
+    def _conv_bn(self, r: Tensor, stored: Tensor, slots: list[int], kind: str) -> Tensor:
+        """One convolution for ``kind`` on the edges in storage ``slots``, BN scaled by
+        their op weights (``stored`` holds α rows in storage order)."""
         c = self.channels
-        weight = getattr(self, f"{kind}_weight")[edges]
-        bias = getattr(self, f"{kind}_bias")[edges].reshape(-1)
+        weight = _rows(getattr(self, f"{kind}_weight"), slots)
+        bias = _rows(getattr(self, f"{kind}_bias"), slots).reshape(-1)
         y = F.conv2d(r, weight.reshape(-1, *weight.shape[2:]), bias, padding=weight.shape[-1] // 2)
         op = CONV3 if kind == "conv3" else CONV1
-        scale = weights[edges, op].repeat_interleave(c)
-        mean, var = self._stats(kind, edges)
-        y = F.batch_norm(y, mean, var, scale, None, self.training or mean is None, 0.1, 1e-5)
+        # contiguous: for one edge the expand is a stride-0 view, and the CPU
+        # channels_last BN kernel reads the scale as if packed (wrong results).
+        scale = _rows(stored, slots)[:, op, None].expand(len(slots), c).contiguous().view(-1)
+        mean, var = self._stats(kind, slots)
+        use_batch = self.training or mean is None
+        y = F.batch_norm(y, mean, var, scale.to(y.dtype), None, use_batch, 0.1, 1e-5)
         if mean is not None and self.training:
-            self._store_stats(kind, edges, mean, var)
+            self._store_stats(kind, slots, mean, var)
         return y
+
+
+def _rows(tensor: Tensor, slots: list[int]) -> Tensor:
+    """``tensor[slots]``: a view when the slots are consecutive, else a gather."""
+    if slots == list(range(slots[0], slots[0] + len(slots))):
+        return tensor[slots[0] : slots[0] + len(slots)]
+    return tensor[slots]
 
 
 def _sum(terms: list[Tensor]) -> Tensor:
@@ -319,6 +444,19 @@ class SuperNet(nn.Module):
         if self.impl == "reference":
             return cell.forward_reference(h, w)
         return cell.forward_fused(h, w, a)
+
+    def to_channels_last(self) -> SuperNet:
+        """Put every 4-D parameter (stem, reductions) in channels_last memory format.
+
+        Fed channels_last images, every activation then stays channels_last: the
+        fused path keeps layouts and its views split the channel dimension only.
+        The stacked 5-D cell kernels are reshaped per call and keep their layout.
+        """
+        with torch.no_grad():
+            for param in self.parameters():
+                if param.dim() == 4:
+                    param.data = param.data.contiguous(memory_format=torch.channels_last)
+        return self
 
     def weight_parameters(self) -> list[nn.Parameter]:
         return list(self.parameters())

@@ -6,7 +6,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.supernet import SuperNet
+from harness.space import EDGES
+from harness.supernet import (
+    SLOT,
+    SLOT_EDGES,
+    SOURCE_SLOTS,
+    AddSkipPool,
+    SearchCell,
+    SuperNet,
+    avg_pool3,
+)
 
 
 def pair(**kwargs: object) -> tuple[SuperNet, SuperNet]:
@@ -79,3 +88,100 @@ def test_paper_shape_parameter_count() -> None:
     assert sum(p.numel() for p in cells[0].parameters()) == per_cell_16
     logits = model(torch.randn(2, 3, 32, 32), torch.full((6, 5), 0.2))
     assert logits.shape == (2, 10)
+
+
+def test_storage_rows_group_edges_by_source() -> None:
+    """Edges leaving one node are consecutive storage rows, so their kernels are a view."""
+    assert sorted(SLOT_EDGES) == list(range(6))
+    assert [SLOT_EDGES[SLOT[k]] for k in range(6)] == list(range(6))
+    for source, (lo, hi) in enumerate(SOURCE_SLOTS):
+        assert [EDGES[SLOT_EDGES[s]][1] for s in range(lo, hi)] == [source] * (hi - lo)
+
+
+def test_edge_kernel_lives_in_its_slot() -> None:
+    """Storage row SLOT[k] is edge k's 3×3 kernel, in both forward paths."""
+    torch.manual_seed(0)
+    cell = SearchCell(4, track_running_stats=False).double()
+    x = torch.randn(2, 4, 8, 8, dtype=torch.double)
+    to_output = {1: 4, 2: 5}  # skip from node 1 / node 2 on to node 3 (α rows 4, 5)
+    for k, (target, _) in enumerate(EDGES):
+        only_k = torch.zeros(6, 5, dtype=torch.double)
+        only_k[k, 3] = 1.0
+        if target in to_output:
+            only_k[to_output[target], 1] = 1.0
+        rest = torch.full((6, 5), 0.2, dtype=torch.double)
+        rest[k, 3] = 0.0
+        before = [cell.forward_reference(x, w) for w in (only_k, rest)]
+        with torch.no_grad():
+            cell.conv3_weight[SLOT[k]].mul_(-1.0)
+        for forward in (cell.forward_reference, lambda h, w: cell.forward_fused(h, w, None)):
+            torch.testing.assert_close(forward(x, only_k), -before[0])
+            torch.testing.assert_close(forward(x, rest), before[1])
+        with torch.no_grad():
+            cell.conv3_weight[SLOT[k]].mul_(-1.0)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (3, 5), (8, 8), (32, 32)])
+def test_avg_pool3_equals_avg_pool2d(size: tuple[int, int]) -> None:
+    x = torch.randn(3, 4, *size, dtype=torch.double, requires_grad=True)
+    expected = F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+    torch.testing.assert_close(avg_pool3(x), expected)
+    g = torch.randn_like(expected)
+    (mine,) = torch.autograd.grad(avg_pool3(x), x, g)
+    (theirs,) = torch.autograd.grad(expected, x, g)
+    torch.testing.assert_close(mine, theirs)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_add_skip_pool_gradients(channels_last: bool) -> None:
+    """The hand-written backward (GEMM or plain reductions) against finite differences."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    b, e, c, h, w = 2, 3, 2, 3, 3
+
+    def build(*shape: int) -> torch.Tensor:
+        t = torch.randn(*shape, dtype=torch.double)
+        if len(shape) == 4:
+            t = t.contiguous(memory_format=layout)
+        return t.requires_grad_()
+
+    y, src, pooled = build(b, e * c, h, w), build(b, c, h, w), build(b, c, h, w)
+    w_skip, w_pool = build(e), build(e)
+
+    def mixed(y: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        return AddSkipPool.apply(y.view(b, e, c, h, w) * 1.0, *rest)
+
+    assert torch.autograd.gradcheck(mixed, (y, src, pooled, w_skip, w_pool))
+
+
+def test_channels_last_fused_equals_reference() -> None:
+    """Channels_last model and images: same outputs and gradients as the NCHW reference.
+
+    Also guards the one-edge source (node 2), whose BN scale was a stride-0 view that
+    the CPU channels_last BN backward read wrongly."""
+    reference, fused = pair()
+    fused.to_channels_last()
+    x = torch.randn(6, 3, 16, 16, dtype=torch.double)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    alpha = torch.randn(6, 5, dtype=torch.double, requires_grad=True)
+    torch.testing.assert_close(fused(x_cl, alpha.softmax(-1)), reference(x, alpha.softmax(-1)))
+    mine = torch.autograd.grad(
+        fused(x_cl, alpha.softmax(-1)).square().sum(), [alpha, *fused.parameters()]
+    )
+    theirs = grads(reference, x, alpha)
+    for g_fused, g_ref in zip(mine, theirs, strict=True):
+        torch.testing.assert_close(g_fused, g_ref)
+    onehot = F.one_hot(torch.tensor([3, 0, 2, 1, 4, 3]), 5).double()
+    torch.testing.assert_close(fused(x_cl, onehot, onehot.bool()), reference(x, onehot))
+
+
+def test_bf16_autocast_stays_close() -> None:
+    """Under bfloat16 autocast the fused supernet runs and stays near fp32 (loose bound)."""
+    torch.manual_seed(0)
+    model = SuperNet(C=4, N=1)
+    x = torch.randn(8, 3, 16, 16)
+    w = torch.randn(6, 5).softmax(-1)
+    exact = model(x, w)
+    with torch.autocast("cpu", torch.bfloat16):
+        low = model(x, w)
+    assert low.dtype == torch.bfloat16
+    assert (low.float() - exact).abs().max() < 0.05 * exact.abs().max() + 0.05
