@@ -67,6 +67,18 @@ class SearchState:
     grad_clip: float = 5.0
     epoch: int = 0
     wall_s: float = 0.0
+    bf16: bool = False
+    channels_last: bool = False
+
+    def autocast(self) -> torch.autocast:
+        """The ``bf16`` switch: bfloat16 autocast around forward passes (a no-op when off)."""
+        device_type = self.data.eval_images.device.type
+        return torch.autocast(device_type, torch.bfloat16, enabled=self.bf16)
+
+    def prepare(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        """The ``channels_last`` switch: images in the model's memory format."""
+        images, labels = batch
+        return _in_layout(images, self.channels_last), labels
 
     def checkpoint(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -104,6 +116,10 @@ def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchS
     model = SuperNet(
         config.C, config.N, data.num_classes, config.impl, config.track_running_stats, **extra
     ).to(device)
+    if config.channels_last:
+        model.to_channels_last()
+    if config.compile:
+        compile_model(model, device)
     method = methods.create(model, config, device)
     w_optimizer = torch.optim.SGD(
         model.parameters(),
@@ -115,15 +131,44 @@ def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchS
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         w_optimizer, T_max=config.epochs, eta_min=config.w_lr_min
     )
-    return SearchState(model, method, w_optimizer, scheduler, data, config.grad_clip)
+    return SearchState(
+        model,
+        method,
+        w_optimizer,
+        scheduler,
+        data,
+        config.grad_clip,
+        bf16=config.bf16,
+        channels_last=config.channels_last,
+    )
+
+
+def compile_model(model: SuperNet, device: torch.device) -> None:
+    """The ``compile`` switch: ``torch.compile`` the supernet in place (state-dict keys
+    unchanged); a clear error where TorchInductor cannot build kernels here."""
+    try:
+        probe = torch.compile(lambda t: t * 2 + 1)
+        probe(torch.ones(2, device=device))
+    except Exception as exc:  # any backend failure means the same to the user
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(
+            f"compile=true but torch.compile does not work on {device.type} here ({reason}); "
+            "use --set compile=false"
+        ) from None
+    model.compile()
+
+
+def _in_layout(images: Tensor, channels_last: bool) -> Tensor:
+    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
 
 def weight_step(state: SearchState, ctx: StepContext, batch: tuple[Tensor, Tensor]) -> Tensor:
     """One SGD step on the shared weights; returns [loss, correct] on the device."""
     images, labels = batch
     state.w_optimizer.zero_grad(set_to_none=True)
-    logits = state.model(images, state.method.weight_step_weights(), state.method.active_mask())
-    loss = F.cross_entropy(logits, labels)
+    with state.autocast():
+        logits = state.model(images, state.method.weight_step_weights(), state.method.active_mask())
+    loss = F.cross_entropy(logits.float(), labels)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), state.grad_clip)
     state.w_optimizer.step()
@@ -141,8 +186,10 @@ def train_epoch(state: SearchState, epochs: int) -> dict[str, float]:
     valid_batches = _cycle(data.valid, state.epoch)
     totals = None
     for step, train_batch in enumerate(data.train.epoch_batches(state.epoch)):
-        valid_batch = next(valid_batches)
-        ctx = StepContext(state.model, state.w_optimizer, state.epoch, step, steps, epochs)
+        train_batch, valid_batch = state.prepare(train_batch), state.prepare(next(valid_batches))
+        ctx = StepContext(
+            state.model, state.w_optimizer, state.epoch, step, steps, epochs, bf16=state.bf16
+        )
         if method.alpha_first:
             method.arch_step(ctx, train_batch, valid_batch)
         step_totals = weight_step(state, ctx, train_batch)
@@ -170,14 +217,18 @@ def evaluate(
     images: Tensor,
     labels: Tensor,
     batch_size: int,
+    bf16: bool = False,
+    channels_last: bool = False,
 ) -> tuple[float, float]:
-    """(accuracy %, mean loss) of the supernet under ``weights`` on a fixed image set."""
+    """(accuracy %, mean loss) of the supernet under ``weights`` on a fixed image set;
+    ``bf16`` and ``channels_last`` are the run's switches."""
     model.eval()
     totals = torch.zeros(2, device=images.device)
     for start in range(0, images.shape[0], batch_size):
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
-        logits = model(x, weights, active)
-        totals[0] += F.cross_entropy(logits, y, reduction="sum")
+        with torch.autocast(images.device.type, torch.bfloat16, enabled=bf16):
+            logits = model(_in_layout(x, channels_last), weights, active)
+        totals[0] += F.cross_entropy(logits.float(), y, reduction="sum")
         totals[1] += (logits.argmax(1) == y).sum()
     loss_sum, correct = totals.tolist()
     n = images.shape[0]
@@ -192,8 +243,9 @@ def measure_gap(state: SearchState, config: Config) -> dict[str, float]:
         continuous = method.edge_weights().detach()
         discrete = method.discrete_weights()
     args = (data.eval_images, data.eval_labels, config.gap_eval_batch)
-    cont_acc, cont_loss = evaluate(state.model, continuous, method.active_mask(), *args)
-    disc_acc, disc_loss = evaluate(state.model, discrete, discrete.bool().cpu(), *args)
+    switches = {"bf16": state.bf16, "channels_last": state.channels_last}
+    cont_acc, cont_loss = evaluate(state.model, continuous, method.active_mask(), *args, **switches)
+    disc_acc, disc_loss = evaluate(state.model, discrete, discrete.bool().cpu(), *args, **switches)
     probs = method.probabilities().cpu().numpy()
     return {
         "supernet_valid_acc": cont_acc,

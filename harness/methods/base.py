@@ -41,6 +41,7 @@ class StepContext:
     step: int
     steps_per_epoch: int
     epochs: int
+    bf16: bool = False  # the run's ``bf16`` switch: forward passes under bfloat16 autocast
 
     @property
     def progress(self) -> float:
@@ -53,7 +54,9 @@ class StepContext:
 
     def loss(self, batch: Batch, weights: Tensor, active: Tensor | None = None) -> Tensor:
         images, labels = batch
-        return F.cross_entropy(self.model(images, weights, active), labels)
+        with torch.autocast(images.device.type, torch.bfloat16, enabled=self.bf16):
+            logits = self.model(images, weights, active)
+        return F.cross_entropy(logits.float(), labels)
 
 
 class Method(abc.ABC):

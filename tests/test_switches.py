@@ -1,0 +1,120 @@
+"""The opt-in switches bf16, channels_last and compile: they run, and the smoke search
+finds what the default finds, within stated tolerances.
+
+Why tolerances, not equality: a switch changes the order or precision of float
+operations, and a search amplifies such differences — at the smoke scale α moves
+by Adam steps of ~3e-2 whose signs follow gradients near zero, so even swapping the
+fused for the reference supernet (both exact) moves final α by ~1e-2. The stated
+bounds: every op probability within ``ALPHA_TOL``; the same op on every edge whose
+default top-2 margin exceeds ``2 * ALPHA_TOL`` (closer edges may legitimately flip);
+the discretization gap within ``GAP_ACC_TOL`` points (the smoke eval set has 128
+images, 0.78 points each) and ``GAP_LOSS_TOL``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from harness import config as cfg
+from harness import results, search
+from harness.benchmark import Benchmark
+from harness.errors import UsageError
+from harness.methods import option_keys
+from harness.methods.base import StepContext
+from harness.methods.darts import Darts
+from harness.search import Search, build_state, weight_step
+from harness.space import Cell
+
+ALPHA_TOL = 0.05
+GAP_ACC_TOL = 5.0
+GAP_LOSS_TOL = 0.05
+
+
+def smoke(**overrides: str) -> cfg.Config:
+    return cfg.resolve("smoke", "darts", dict(overrides), Darts.Options, 0, option_keys())
+
+
+def run(directory: Path, data_dir: Path, config: cfg.Config) -> dict[str, Any]:
+    final = Search(config, directory, data_dir, Benchmark.load(data_dir), lambda _: None).run()
+    lines = (directory / results.EPOCHS).read_text().splitlines()
+    return {"final": final, "alpha": np.array(json.loads(lines[-1])["alpha"])}
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Any]:
+    return run(tmp_path_factory.mktemp("default"), data_dir, smoke())
+
+
+def assert_same_search(switched: dict[str, Any], default: dict[str, Any]) -> None:
+    assert switched["final"]["status"] == "finished"
+    assert np.abs(switched["alpha"] - default["alpha"]).max() <= ALPHA_TOL
+    ranked = np.sort(default["alpha"], axis=1)
+    decided = ranked[:, -1] - ranked[:, -2] > 2 * ALPHA_TOL
+    mine = np.array(Cell.from_arch_str(switched["final"]["arch"]).op_indices)
+    theirs = np.array(Cell.from_arch_str(default["final"]["arch"]).op_indices)
+    assert (mine[decided] == theirs[decided]).all()
+    gap, base = switched["final"]["gap"], default["final"]["gap"]
+    assert abs(gap["gap_acc"] - base["gap_acc"]) <= GAP_ACC_TOL
+    assert abs(gap["gap_loss"] - base["gap_loss"]) <= GAP_LOSS_TOL
+
+
+@pytest.mark.parametrize("switch", ["channels_last", "bf16"])
+def test_switch_keeps_the_smoke_search(
+    switch: str, tmp_path: Path, data_dir: Path, default_run: dict[str, Any]
+) -> None:
+    assert_same_search(run(tmp_path, data_dir, smoke(**{switch: "true"})), default_run)
+
+
+@pytest.mark.slow
+def test_compile_keeps_the_smoke_search(
+    tmp_path: Path, data_dir: Path, default_run: dict[str, Any]
+) -> None:
+    """TorchInductor on CPU: minutes of compilation on a 2-core machine, hence slow."""
+    assert_same_search(run(tmp_path, data_dir, smoke(compile="true")), default_run)
+
+
+def one_step_loss(data_dir: Path, **overrides: str) -> tuple[search.SearchState, float]:
+    config = smoke(**overrides)
+    torch.manual_seed(0)
+    state = search.build_state(config, data_dir, torch.device("cpu"))
+    batch = state.prepare(next(state.data.train.epoch_batches(0)))
+    ctx = StepContext(state.model, state.w_optimizer, 0, 0, 8, 3, bf16=state.bf16)
+    totals = weight_step(state, ctx, batch)
+    return state, float(totals[0]) / batch[1].shape[0]
+
+
+def test_channels_last_one_step_matches(data_dir: Path) -> None:
+    """Same weights, same batch: the channels_last step's loss equals the default's."""
+    state, loss = one_step_loss(data_dir, channels_last="true")
+    assert state.model.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    _, expected = one_step_loss(data_dir)
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_bf16_autocasts_the_forward_and_keeps_the_loss_close(data_dir: Path) -> None:
+    state, loss = one_step_loss(data_dir, bf16="true")
+    images, labels = state.prepare(next(state.data.valid.epoch_batches(0)))
+    with state.autocast():
+        logits = state.model(images, state.method.weight_step_weights())
+    assert logits.dtype == torch.bfloat16
+    ctx = StepContext(state.model, state.w_optimizer, 0, 0, 8, 3, bf16=True)
+    assert ctx.loss((images, labels), state.method.edge_weights()).dtype == torch.float32
+    _, expected = one_step_loss(data_dir)
+    assert loss == pytest.approx(expected, rel=0.02)
+
+
+def test_compile_reports_a_broken_backend_clearly(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no C++ compiler found\nmore detail")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.raises(UsageError, match=r"compile=true .* \(no C\+\+ compiler found\)"):
+        build_state(smoke(compile="true"), data_dir, torch.device("cpu"))
