@@ -56,7 +56,8 @@ class StepContext:
         images, labels = batch
         with torch.autocast(images.device.type, torch.bfloat16, enabled=self.bf16):
             logits = self.model(images, weights, active)
-        return F.cross_entropy(logits.float(), labels)
+        # bf16 logits are upcast for the loss; other dtypes (float64 in tests) are kept.
+        return F.cross_entropy(logits.float() if self.bf16 else logits, labels)
 
 
 class Method(abc.ABC):
