@@ -6,7 +6,11 @@ Both implementations hold the same state dict. Steps alternate A B A B ... in
 one process and the medians are compared, so load from other processes hits
 both alike. Targets: fused ≥ 1.5× reference at both shapes.
 
-    python benchmarks/bench_supernet.py [--json] [--repeats N] [--threads T]
+    python benchmarks/bench_supernet.py [--json] [--repeats N] [--threads T] [--baseline-rev R]
+
+``--baseline-rev R`` adds the fused path of ``harness/supernet.py`` as of git
+revision R as a third variant (``fused@R``), to measure a change to the fused
+path itself; its ratio is fused@R / fused (> 1 = the current one is faster).
 
 This file also holds the small timing helpers the other scripts import.
 """
@@ -14,10 +18,13 @@ This file also holds the small timing helpers the other scripts import.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
 import statistics
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -120,12 +127,30 @@ def sync(device: torch.device) -> None:
 
 
 # ----------------------------------------------------------------- this benchmark
-def models(C: int, N: int, device: torch.device) -> dict[str, SuperNet]:
+def supernet_at(rev: str) -> type:
+    """The ``SuperNet`` class of ``harness/supernet.py`` at git revision ``rev``."""
+    source = subprocess.run(
+        ["git", "show", f"{rev}:harness/supernet.py"], capture_output=True, text=True, check=True
+    ).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
+        handle.write(source)
+    spec = importlib.util.spec_from_file_location(f"supernet_{rev}", handle.name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    os.unlink(handle.name)
+    return module.SuperNet
+
+
+def models(C: int, N: int, device: torch.device, baseline: str) -> dict[str, torch.nn.Module]:
     torch.manual_seed(0)
     reference = SuperNet(C, N, impl="reference").to(device)
     fused = SuperNet(C, N, impl="fused").to(device)
     fused.load_state_dict(reference.state_dict())
-    return {"reference": reference, "fused": fused}
+    nets: dict[str, torch.nn.Module] = {"reference": reference, "fused": fused}
+    if baseline:
+        torch.manual_seed(0)  # same initial values; the row layout may differ between revisions
+        nets[f"fused@{baseline}"] = supernet_at(baseline)(C, N, impl="fused").to(device)
+    return nets
 
 
 def train_step(model: SuperNet, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> Callable:
@@ -137,16 +162,22 @@ def train_step(model: SuperNet, x: torch.Tensor, y: torch.Tensor, w: torch.Tenso
     return step
 
 
-def measure(shape: str, device: torch.device, repeats: int) -> dict[str, Any]:
+def measure(shape: str, device: torch.device, repeats: int, baseline: str = "") -> dict[str, Any]:
     C, N = SHAPES[shape]
-    nets = models(C, N, device)
+    nets = models(C, N, device, baseline)
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(BATCH, 3, 32, 32, generator=generator).to(device)
     y = torch.randint(0, 10, (BATCH,), generator=generator).to(device)
     w = (1e-3 * torch.randn(6, 5, generator=generator)).softmax(-1).to(device)
     times = interleaved({k: train_step(m, x, y, w) for k, m in nets.items()}, repeats)
     ref, fused = median(times["reference"]), median(times["fused"])
+    extra: dict[str, Any] = {}
+    if baseline:
+        before = median(times[f"fused@{baseline}"])
+        extra = {"baseline_rev": baseline, "baseline_fused_s": before}
+        extra["ratio_baseline"] = before / fused
     return {
+        **extra,
         "shape": shape,
         "device": device.type,
         "C": C,
@@ -165,6 +196,7 @@ def measure(shape: str, device: torch.device, repeats: int) -> dict[str, Any]:
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0], repeats=0)
     parser.add_argument("--shapes", default="paper,proxy", help="comma-separated: paper,proxy")
+    parser.add_argument("--baseline-rev", default="", help="also time the fused path at this rev")
     args = parser.parse_args()
     apply_threads(args.threads)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
@@ -172,7 +204,7 @@ def main() -> None:
     for device in devices:
         for shape in args.shapes.split(","):
             repeats = args.repeats or (5 if shape == "paper" and device.type == "cpu" else 20)
-            results.append(measure(shape, device, repeats))
+            results.append(measure(shape, device, repeats, args.baseline_rev))
     rows = [
         [r["device"], r["shape"], r["reference_img_s"], r["fused_img_s"], r["ratio"], r["target"]]
         for r in results
@@ -182,6 +214,11 @@ def main() -> None:
         "results": results,
         **{f"ratio_{r['device']}_{r['shape']}": r["ratio"] for r in results},
     }
+    if args.baseline_rev:
+        header.append(f"fused@{args.baseline_rev} / fused")
+        for row, r in zip(rows, results, strict=True):
+            row.append(r["ratio_baseline"])
+            payload[f"ratio_{r['device']}_{r['shape']}_vs_baseline"] = r["ratio_baseline"]
     emit("bench_supernet: training step, fused vs reference", header, rows, payload, args.json)
 
 
