@@ -51,6 +51,12 @@ SOURCE_SLOTS: tuple[tuple[int, int], ...] = tuple(
     (SLOT[edges[0]], SLOT[edges[0]] + len(edges)) for edges in OUT_EDGES
 )
 """Storage rows [lo, hi) of the edges leaving nodes 0, 1, 2."""
+STACKED = tuple(
+    f"{kind}_{what}"
+    for kind in ("conv3", "conv1")
+    for what in ("weight", "bias", "running_mean", "running_var")
+)
+"""A cell's per-edge stacked tensors (rows in :data:`SLOT_EDGES` order)."""
 
 
 def _bn(x: Tensor, mean: Tensor | None, var: Tensor | None, training: bool) -> Tensor:
@@ -176,7 +182,21 @@ class SearchCell(nn.Module):
             for kind in ("conv3", "conv1"):
                 self.register_buffer(f"{kind}_running_mean", torch.zeros(NUM_EDGES, c))
                 self.register_buffer(f"{kind}_running_var", torch.ones(NUM_EDGES, c))
+        # Which edge each stacked row holds, saved with the weights so a state dict in
+        # another row order (α order, before this layout) is permuted, never misread.
+        self.register_buffer("edge_rows", torch.tensor(SLOT_EDGES))
         self.reset_parameters()
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        rows = state_dict.get(prefix + "edge_rows")
+        stored = list(range(NUM_EDGES)) if rows is None else [int(r) for r in rows]
+        if stored != list(SLOT_EDGES):
+            order = [stored.index(k) for k in SLOT_EDGES]
+            for name in STACKED:
+                if prefix + name in state_dict:
+                    state_dict[prefix + name] = state_dict[prefix + name][order]
+        state_dict[prefix + "edge_rows"] = torch.tensor(SLOT_EDGES)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def reset_parameters(self) -> None:
         """PyTorch's default Conv2d initialisation, edge by edge in α-row order."""

@@ -11,6 +11,7 @@ from harness.supernet import (
     SLOT,
     SLOT_EDGES,
     SOURCE_SLOTS,
+    STACKED,
     AddSkipPool,
     SearchCell,
     SuperNet,
@@ -185,3 +186,24 @@ def test_bf16_autocast_stays_close() -> None:
         low = model(x, w)
     assert low.dtype == torch.bfloat16
     assert (low.float() - exact).abs().max() < 0.05 * exact.abs().max() + 0.05
+
+
+def test_state_dict_in_alpha_row_order_is_permuted_on_load() -> None:
+    """A state dict without ``edge_rows`` (saved before the source-grouped layout, rows
+    in α order) loads into the right edges instead of being misread."""
+    reference, _ = pair(track_running_stats=True)
+    x = torch.randn(4, 3, 16, 16, dtype=torch.double)
+    w = torch.randn(6, 5, dtype=torch.double).softmax(-1)
+    reference(x, w)  # moves the running statistics off their initial values
+    old_layout = {}
+    for key, value in reference.state_dict().items():
+        if key.endswith("edge_rows"):
+            continue
+        stacked = key.rsplit(".", 1)[-1] in STACKED
+        old_layout[key] = value[list(SLOT)] if stacked else value  # row k = edge k
+    _, loaded = pair(track_running_stats=True)
+    loaded.load_state_dict(old_layout)
+    for (name, a), b in zip(
+        reference.state_dict().items(), loaded.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, msg=name)
