@@ -158,6 +158,11 @@ def compile_model(model: SuperNet, device: torch.device) -> None:
     model.compile()
 
 
+def _upcast(logits: Tensor) -> Tensor:
+    """bf16 logits (the ``bf16`` switch) to float32 for the loss; other dtypes as they are."""
+    return logits.float() if logits.dtype == torch.bfloat16 else logits
+
+
 def _in_layout(images: Tensor, channels_last: bool) -> Tensor:
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
@@ -168,7 +173,7 @@ def weight_step(state: SearchState, ctx: StepContext, batch: tuple[Tensor, Tenso
     state.w_optimizer.zero_grad(set_to_none=True)
     with state.autocast():
         logits = state.model(images, state.method.weight_step_weights(), state.method.active_mask())
-    loss = F.cross_entropy(logits.float(), labels)
+    loss = F.cross_entropy(_upcast(logits), labels)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), state.grad_clip)
     state.w_optimizer.step()
@@ -228,7 +233,7 @@ def evaluate(
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
         with torch.autocast(images.device.type, torch.bfloat16, enabled=bf16):
             logits = model(_in_layout(x, channels_last), weights, active)
-        totals[0] += F.cross_entropy(logits.float(), y, reduction="sum")
+        totals[0] += F.cross_entropy(_upcast(logits), y, reduction="sum")
         totals[1] += (logits.argmax(1) == y).sum()
     loss_sum, correct = totals.tolist()
     n = images.shape[0]
