@@ -15,24 +15,23 @@ import harness
 from harness.paths import PROJECT_ROOT
 
 
+def _git(*args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), *args],
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
 @functools.cache
 def code_version() -> str:
     """``<package version>+g<commit>[.dirty]`` inside a git checkout, else the package version."""
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
+        commit = _git("rev-parse", "--short=12", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return harness.__version__
     return f"{harness.__version__}+g{commit}{'.dirty' if dirty else ''}"
