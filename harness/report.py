@@ -74,12 +74,39 @@ def write_reports(
         raise UsageError(f"no runs under {results_dir}; run `python -m harness run` first")
     optimum = space_optimum(data_dir)
     published = load_published()
+    unreadable = runs.attrs.get("unreadable", [])
     written: list[Path] = []
     for (preset, dataset), group in runs.groupby(["preset", "dataset"], sort=True):
         target = Path(out_dir) / str(preset) / str(dataset)
         frame = add_run_statistics(group.reset_index(drop=True))
-        written += write_group(frame, target, optimum, published)
+        warnings_ = integrity_warnings(frame, optimum, _unreadable_in(unreadable, preset, dataset))
+        written += write_group(frame, target, optimum, published, warnings_)
     return written
+
+
+def _unreadable_in(unreadable: list[dict[str, str]], preset: Any, dataset: Any) -> list[dict]:
+    """The skipped runs of one ``<preset>/<dataset>`` group (from their paths)."""
+    return [u for u in unreadable if Path(u["path"]).parts[-4:-2] == (str(preset), str(dataset))]
+
+
+def integrity_warnings(
+    frame: pd.DataFrame, optimum: dict[str, Any] | None, unreadable: list[dict[str, str]]
+) -> list[str]:
+    """What a reader must know before trusting the numbers: runs that could not be
+    read, and runs looked up in another NB201 table than this report's (or each other's)."""
+    lines = [f"unreadable run skipped: {u['path']} ({u['reason']})" for u in unreadable]
+    versions = _col(frame, "table_version").dropna().astype(str)
+    if versions.nunique() > 1:
+        seen = ", ".join(f"{v} ({n} runs)" for v, n in versions.value_counts().items())
+        lines.append(f"table mismatch: the runs used different NB201 tables: {seen}")
+    if optimum is not None:
+        other = versions[versions != optimum["version"]]
+        if len(other):
+            lines.append(
+                f"table mismatch: {len(other)} run(s) used {', '.join(sorted(set(other)))}, "
+                f"but this report's reference table is {optimum['version']}"
+            )
+    return lines
 
 
 def write_group(
@@ -87,17 +114,22 @@ def write_group(
     out: Path,
     optimum: dict[str, Any] | None,
     published: pd.DataFrame,
+    warnings_: list[str] | None = None,
 ) -> list[Path]:
+    """Tables, plots and ``report.md`` of one (preset, dataset); ``warnings_`` (unreadable
+    runs, table mismatches) go into every table's notes and the top of the page."""
     out.mkdir(parents=True, exist_ok=True)
     tables = [
         nb201_table(frame, optimum, published),
         harness_table(frame),
         pairwise_table(frame),
     ]
+    for table in tables:
+        table.notes = [f"WARNING: {line}" for line in warnings_ or []] + table.notes
     written = [path for table in tables for path in write_table(table, out)]
     plots = write_plots(frame, out)
     written += plots
-    written.append(write_index(frame, tables, plots, out))
+    written.append(write_index(frame, tables, plots, out, warnings_ or []))
     return written
 
 
@@ -494,23 +526,40 @@ def save_figure(figure: Figure, stem: Path) -> list[Path]:
     return paths
 
 
-def plot_trajectory(epochs: pd.DataFrame, column: str, ylabel: str, stem: Path) -> list[Path]:
-    """Mean ± std band over seeds of one per-epoch quantity, one line per method."""
-    figure = Figure(figsize=(5.5, 3.5))
-    axes = figure.add_subplot()
-    for method, group in epochs.groupby("method", sort=True):
+def plot_trajectory(
+    epochs: pd.DataFrame,
+    column: str,
+    ylabel: str,
+    stem: Path,
+    limits: tuple[float, float] | None = None,
+) -> list[Path]:
+    """One panel per method: mean ± std band over seeds of a per-epoch quantity, and
+    every seed as a thin grey line (a collapsed seed is visible, not averaged away).
+    ``limits`` clips the band to the quantity's range (e.g. 0–100 for accuracies)."""
+    names = sorted(epochs["method"].unique()) if len(epochs) else [""]
+    cols = min(len(names), 4)
+    rows = math.ceil(len(names) / cols)
+    figure = Figure(figsize=(2.9 * cols + 0.6, 2.4 * rows + 0.7))
+    grid = figure.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
+    for axes, method in zip(grid.flat, names, strict=False):
+        group = epochs[epochs["method"] == method]
+        for _, run in group.groupby("seed"):
+            axes.plot(run["epoch"], run[column], color="0.6", linewidth=0.7)
         summary = group.groupby("epoch")[column].agg(["mean", "std"]).fillna({"std": 0.0})
         x = summary.index.to_numpy()
-        line = axes.plot(x, summary["mean"], marker="o", markersize=3, label=str(method))[0]
         low, high = summary["mean"] - summary["std"], summary["mean"] + summary["std"]
-        axes.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
-    axes.set_xlabel("epoch")
-    axes.set_ylabel(ylabel)
-    axes.set_title("mean ± std over finished seeds", fontsize=9)
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.grid(alpha=0.3)
-    if len(epochs):
-        axes.legend(fontsize=8)
+        if limits is not None:
+            low, high = low.clip(*limits), high.clip(*limits)
+        axes.fill_between(x, low, high, color="C0", alpha=0.25)
+        axes.plot(x, summary["mean"], color="C0", marker="o", markersize=3)
+        axes.set_title(f"{method} ({group['seed'].nunique()} seeds)", fontsize=9)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(alpha=0.3)
+    for axes in list(grid.flat)[len(names) :]:
+        axes.set_visible(False)
+    figure.supxlabel("epoch", fontsize=9)
+    figure.supylabel(ylabel, fontsize=9)
+    figure.suptitle("mean ± std over finished seeds (blue), single seeds (grey)", fontsize=9)
     return save_figure(figure, stem)
 
 
@@ -551,11 +600,13 @@ def plot_ranking(frame: pd.DataFrame, stem: Path) -> list[Path]:
     if ranked.empty:
         return []
     methods = sorted(ranked["method"].unique())
-    figure = Figure(figsize=(3.2 * len(methods), 3.2))
+    cols = min(len(methods), 4)
+    rows = math.ceil(len(methods) / cols)
+    figure = Figure(figsize=(3.2 * cols, 3.0 * rows))
     for position, method in enumerate(methods, start=1):
         run = ranked[ranked["method"] == method].sort_values("seed").iloc[0]
         cells = run["ranking_cells"]
-        ax = figure.add_subplot(1, len(methods), position)
+        ax = figure.add_subplot(rows, cols, position)
         ax.scatter(cells["valid"], cells["scores"], s=8, alpha=0.7)
         ax.set_title(f"{method} seed {run['seed']}: τ = {run['rank_kendall_tau']:.2f}", fontsize=9)
         ax.set_xlabel("NB201 C10 valid (%)")
@@ -566,7 +617,9 @@ def plot_ranking(frame: pd.DataFrame, stem: Path) -> list[Path]:
 
 def write_plots(frame: pd.DataFrame, out: Path) -> list[Path]:
     epochs = epoch_frame(frame)
-    paths = plot_trajectory(epochs, "c10_test", "NB201 C10 test of the cell (%)", out / "c10_test")
+    paths = plot_trajectory(
+        epochs, "c10_test", "NB201 C10 test of the cell (%)", out / "c10_test", (0.0, 100.0)
+    )
     paths += plot_trajectory(epochs, "gap_acc", "discretization gap, acc (pt)", out / "gap_acc")
     finished = frame[frame["status"] == "finished"]
     for method, group in finished.groupby("method", sort=True):
@@ -596,8 +649,16 @@ def _not_counted(frame: pd.DataFrame) -> list[str]:
     ]
 
 
-def write_index(frame: pd.DataFrame, tables: list[Table], plots: list[Path], out: Path) -> Path:
+def write_index(
+    frame: pd.DataFrame,
+    tables: list[Table],
+    plots: list[Path],
+    out: Path,
+    warnings_: list[str] | None = None,
+) -> Path:
     lines = ["# Report", "", *_provenance_lines(frame), ""]
+    if warnings_:
+        lines += ["**Warnings**", "", *(f"- {line}" for line in warnings_), ""]
     skipped = _not_counted(frame)
     if skipped:
         lines += ["Runs not in the statistics:", "", *skipped, ""]
