@@ -247,6 +247,33 @@ def test_crop_flip_matches_explicit_reference() -> None:
         assert torch.equal(out[i], window.flip(-1) if flip[i] else window)
 
 
+@pytest.mark.parametrize(("pad", "shape"), [(4, (50, 3, 32, 32)), (2, (7, 2, 16, 12))])
+def test_crop_source_equals_crop_flip(pad: int, shape: tuple[int, ...]) -> None:
+    """The loader's fast crop is bit-identical to padding + gathering the batch."""
+    generator = torch.Generator().manual_seed(11)
+    images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+    source = data.CropSource(images, pad)
+    for _ in range(5):
+        index = torch.randint(0, shape[0], (16,), generator=generator)
+        top, left, flip = data.draw_augmentation(16, generator, pad, images.device)
+        fast = source.crops(index, top, left, flip)
+        assert torch.equal(fast, data.crop_flip(images[index], top, left, flip, pad))
+
+
+def test_loader_batches_equal_the_reference_augmentation() -> None:
+    """TensorLoader (fast crop) == index, then ``augment_batch``, with the same draws."""
+    images = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(40) % 10
+    loader = data.TensorLoader(images, labels, 8, True, seed=3, pad=2)
+    generator = loader.epoch_generator(1)
+    order = torch.randperm(40, generator=generator)
+    for start, (batch, batch_labels) in zip(range(0, 40, 8), loader.epoch_batches(1), strict=True):
+        index = order[start : start + 8]
+        expected = data.normalize(data.augment_batch(images[index], generator, 2))
+        assert torch.equal(batch, expected)
+        assert torch.equal(batch_labels, labels[index])
+
+
 def test_normalize_uses_nb201_constants() -> None:
     mean = torch.tensor([125.3, 123.0, 113.9])
     pixel = torch.stack([mean.round(), mean.round() + 63]).to(torch.uint8)
