@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from harness import config as cfg
 from harness import methods
@@ -24,8 +24,15 @@ DATASET_LABELS = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (like every other input error)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"harness: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="harness", description="Discretization-aware differentiable NAS on NAS-Bench-201."
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -34,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--methods", default="darts", help="comma-separated, e.g. darts,cdao,da2s")
     run.add_argument("--seeds", default="1", help="a count (5 → seeds 0..4) or a list (0,3,7)")
     run.add_argument(
-        "--preset", choices=sorted(cfg.PRESETS), help="default: paper on CUDA, else proxy"
+        "--preset", help=f"one of {', '.join(cfg.PRESETS)} (default: paper on CUDA, else proxy)"
     )
     run.add_argument("--data-dir", help="holds nb201/ and cifar10/ (else $HARNESS_DATA, pyproject)")
     run.add_argument("--results", default="results", help="results directory (default: results)")
@@ -42,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--jobs", type=int, help="runs at a time (default: one per GPU, else one per CPU core)"
     )
+    add_backend_arguments(run)
 
     lookup = sub.add_parser("lookup", help="a cell's true NAS-Bench-201 accuracies")
     lookup.add_argument("arch", help="official arch string |op~0|+|op~0|op~1|+|...| or an index")
@@ -72,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_backend_arguments(run: argparse.ArgumentParser) -> None:
+    """Where the runs execute (docs/scaling.md); validated in harness.backends."""
+    run.add_argument("--backend", default="local", help="local (default), dask, ray or slurm")
+    run.add_argument("--address", help="dask scheduler / ray cluster address (default: local)")
+    slurm = run.add_argument_group("--backend slurm (submitit)")
+    slurm.add_argument("--slurm-partition", help="partition to submit to")
+    slurm.add_argument("--slurm-time", type=int, metavar="MINUTES", help="per job (default 1440)")
+    slurm.add_argument("--slurm-mem", type=int, metavar="GB", help="memory per job")
+    slurm.add_argument("--slurm-cpus", type=int, metavar="N", help="CPUs per job (default 4)")
+    slurm.add_argument("--gpus-per-job", type=int, metavar="N", help="default: 1 if runs use CUDA")
+    slurm.add_argument("--slurm-logs", metavar="DIR", help="submitit logs (default slurm-logs)")
+    slurm.add_argument(
+        "--slurm-executor", default="slurm", help="slurm, or local to test without a cluster"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -88,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
-    from harness import sweep
+    from harness import backends, sweep
     from harness.benchmark import Benchmark
+    from harness.data import check_search_files
+    from harness.results import check_writable
 
     method_names = sweep.parse_methods(args.methods)
     seeds = sweep.parse_seeds(args.seeds)
@@ -100,14 +126,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     jobs = sweep.plan(method_names, seeds, preset, overrides, Path(args.results))
     data_dir = find_data_dir(args.data_dir)
     benchmark = Benchmark.load(data_dir)
+    check_search_files(data_dir)
+    check_writable(Path(args.results))
     how = "given" if args.preset else "default for this machine"
     print(f"preset {preset} ({how}); {len(jobs)} run(s) → {Path(args.results).resolve()}")
-    finals = sweep.run_jobs(jobs, data_dir, benchmark, args.jobs)
+    backend = backends.Backend(
+        name=args.backend,
+        address=args.address,
+        slurm_executor=args.slurm_executor,
+        partition=args.slurm_partition,
+        time_min=args.slurm_time,
+        mem_gb=args.slurm_mem,
+        cpus=args.slurm_cpus,
+        gpus=args.gpus_per_job,
+        logs=args.slurm_logs,
+    )
+    finals = sweep.run_jobs(jobs, data_dir, benchmark, args.jobs, backend)
     print(summary_table(finals))
     failed = [f for f in finals if f["status"] == "failed"]
     for final in failed:
         print(f"failed: {final['method']} seed {final['seed']}: {final['reason']}", file=sys.stderr)
-    return 1 if failed else 0
+    locked = [f for f in finals if f["status"] == "locked"]
+    for final in locked:
+        where = f"{final['method']} seed {final['seed']}: {final['reason']}"
+        print(f"locked: {where}; rerun later to collect it", file=sys.stderr)
+    return 1 if failed else EXIT_LOCKED if locked else 0
+
+
+EXIT_LOCKED = 3
+"""``run``'s exit code when nothing failed but some runs were left to another process."""
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -173,7 +173,9 @@ def resolve(
     valid such key for the error message.
     """
     if preset not in PRESETS:
-        raise UsageError(f"unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
+        close = difflib.get_close_matches(preset, list(PRESETS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UsageError(f"unknown preset {preset!r}{hint}; known presets: {', '.join(PRESETS)}")
     config = Config(**PRESETS[preset])
     config.preset, config.method, config.seed = preset, method, seed
     options = method_options_type() if method_options_type else None

@@ -5,15 +5,22 @@
 ``final.json`` (or ``failed.json`` when the last attempt raised). Every file
 is written to a temporary name in the same directory, flushed to disk and
 renamed, so a reader sees either the old file or the new one, never a partial
-one.
+one. ``checkpoint.pt`` and ``final.json`` carry a checksum of their content, and
+``final.json`` the digest of ``epochs.jsonl``, so a file garbled later is detected
+(:class:`BadFile`), set aside and redone rather than trusted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
+import pickle
+import signal
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -22,30 +29,113 @@ from typing import IO, Any
 import pandas as pd
 import torch
 
+from harness.errors import UsageError
+
 CONFIG, EPOCHS, FINAL, CHECKPOINT = "config.json", "epochs.jsonl", "final.json", "checkpoint.pt"
 FAILED = "failed.json"
 """Why the last attempt raised; a run with it and no ``final.json`` is retried."""
+LOCK = ".lock"
+"""The run's lock file (``filelock``): one process at a time works in a run directory."""
+TABLE_KEY = "nb201_table_sha256"
+"""The key of ``config.json`` (and of the checkpoint's identity) naming the NB201 table."""
+EXECUTION_FIELDS = ("device", "threads")
+"""Config fields that change how fast a run goes, not what it computes: never compared."""
+
+
+FILE_MODE = 0o644
+"""Mode of every results file: readable by the group and others, like a plain ``open``."""
 
 
 def run_dir(results: Path, preset: str, dataset: str, method: str, seed: int) -> Path:
     return Path(results) / preset / dataset / method / f"seed-{seed}"
 
 
+class WriteFailed(OSError):
+    """A results file could not be written (disk full, read-only, ...); its previous
+    version is untouched, because nothing is renamed over it before the write succeeds."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror or str(error), str(path))
+        reason = error.strerror or (os.strerror(error.errno) if error.errno else str(error))
+        advice = {
+            errno.ENOSPC: "free space",
+            errno.EDQUOT: "free space",
+            errno.EACCES: "make it writable",
+            errno.EPERM: "make it writable",
+            errno.EROFS: "make it writable",
+        }.get(error.errno or 0, "fix that")
+        self.message = (
+            f"cannot write {path}: {reason} (errno {error.errno}); "
+            f"earlier results are intact; {advice} and rerun to resume"
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable, for worker processes
+        return type(self), (Path(self.filename), OSError(self.errno, self.strerror))
+
+
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write via ``write(handle)`` to a temporary file, fsync, and rename over ``path``."""
+    """Write via ``write(handle)`` to a temporary file, fsync, and rename over ``path``.
+
+    Any OS error (e.g. a full disk) becomes :class:`WriteFailed`, naming the file.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; results are shared (clusters, teams)
+    except OSError as error:
+        raise WriteFailed(path, error) from error
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
+            _fault_point(handle)
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        _fsync_directory(path.parent)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(error, OSError) and not isinstance(error, WriteFailed):
+            raise WriteFailed(path, error) from error
         raise
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (a crash of the machine must not undo it)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+FAULT_ENV = "HARNESS_FAULT_AT"
+_atomic_writes = 0
+
+
+def _fault_point(handle: IO[bytes]) -> None:
+    """FAULT-INJECTION HOOK for tests/test_faults.py; does nothing unless $HARNESS_FAULT_AT is set.
+
+    ``HARNESS_FAULT_AT=N`` SIGKILLs this process at its N-th atomic write, after the
+    temporary file is fully written and before the rename; ``N:partial`` first cuts the
+    temporary file to half its length (a write killed midway).
+    """
+    global _atomic_writes
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    _atomic_writes += 1
+    at, _, mode = spec.partition(":")
+    if _atomic_writes != int(at):
+        return
+    if mode == "partial":
+        handle.truncate(handle.tell() // 2)
+        handle.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -60,7 +150,7 @@ def read_json(path: Path) -> Any:
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     """Rewrite the whole JSON-lines file atomically (it is small: one line per epoch)."""
-    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+    text = jsonl_text(records)
     atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
@@ -72,12 +162,280 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
+def jsonl_text(records: list[dict[str, Any]]) -> str:
+    """Exactly what :func:`write_jsonl` writes, so its digest can be recorded and checked."""
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+
+
+def text_digest(text: str | bytes) -> str:
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
+
+
+CHECKSUM = "checksum"
+"""Key of the digest that ``final.json`` and ``checkpoint.pt`` carry of their own content."""
+CHECKPOINT_KEYS = (
+    "epoch",
+    "wall_s",
+    "model",
+    "method",
+    "w_optimizer",
+    "scheduler",
+    "torch_rng",
+    "records",
+)
+FINAL_KEYS = ("status", "arch", "nb201", "epochs_done", "config")
+
+
+class BadFile(ValueError):
+    """Why a results file cannot be trusted: unreadable, garbled, or another run's."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"{name}: {why}")
+        self.name, self.why = name, why
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.name, self.why)
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Save with a checksum of every key and value: ``torch.load`` does not notice
+    garbled tensor data, the checksum does."""
+    state = {**state, CHECKSUM: checksum(state)}
     atomic_write(path, lambda handle: torch.save(state, handle))
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
-    return torch.load(path, map_location=device, weights_only=False)
+    """A checkpoint that loads, is complete and matches its checksum; else :class:`BadFile`."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as error:  # noqa: BLE001 - whatever torch.load raises, the file is bad
+        raise BadFile(CHECKPOINT, f"cannot be loaded ({_first_line(error)})") from None
+    if not isinstance(state, dict) or any(key not in state for key in CHECKPOINT_KEYS):
+        raise BadFile(CHECKPOINT, "not a harness checkpoint (keys missing)")
+    if CHECKSUM in state and checksum(state) != state[CHECKSUM]:
+        raise BadFile(CHECKPOINT, "checksum mismatch: its bytes changed after it was written")
+    if not isinstance(state["records"], list) or len(state["records"]) != state["epoch"]:
+        raise BadFile(
+            CHECKPOINT, f"{len(state['records'])} epoch records for epoch {state['epoch']}"
+        )
+    return state
+
+
+def checksum(state: dict[str, Any]) -> str:
+    """sha256 over every key and value of ``state`` (tensors by their bytes), bar its own."""
+    digest = hashlib.sha256()
+    _digest({key: value for key, value in state.items() if key != CHECKSUM}, digest)
+    return digest.hexdigest()
+
+
+def _digest(value: Any, digest: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"tensor {flat.dtype} {tuple(value.shape)};".encode())
+        digest.update(flat.view(torch.uint8).numpy())
+    elif isinstance(value, dict):
+        digest.update(b"{")
+        for key in sorted(value, key=repr):
+            digest.update(f"{key!r}:".encode())
+            _digest(value[key], digest)
+        digest.update(b"}")
+    elif isinstance(value, list | tuple):
+        digest.update(b"[")
+        for item in value:
+            _digest(item, digest)
+        digest.update(b"]")
+    elif value is None or isinstance(value, str | int | float):
+        digest.update(f"{type(value).__name__} {value!r};".encode())
+    else:
+        digest.update(pickle.dumps(value))
+
+
+def write_final(path: Path, final: dict[str, Any]) -> None:
+    """``final.json`` with a checksum of its own content (garbled digits are caught too)."""
+    body = {key: value for key, value in final.items() if key != CHECKSUM}
+    write_json(path, {**body, CHECKSUM: _json_digest(body)})
+
+
+def _json_digest(data: Any) -> str:
+    return text_digest(json.dumps(data, sort_keys=True, allow_nan=True))
+
+
+# --- trusting what is on disk ---------------------------------------------------------
+def identity(config: dict[str, Any], table_sha256: str | None) -> dict[str, Any]:
+    """What ``config.json`` holds: the resolved config and the sha256 of the NB201 table
+    the run looks cells up in; JSON-normalised, so it equals what is read back."""
+    data = dict(config) if table_sha256 is None else {**config, TABLE_KEY: table_sha256}
+    return json.loads(json.dumps(data))
+
+
+def differing(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """Keys whose values differ (``method_options.X`` one by one), bar execution fields;
+    a run recorded before the table key existed is not held to it."""
+    old, new = _flat(recorded), _flat(wanted)
+    if TABLE_KEY not in old:
+        new.pop(TABLE_KEY, None)
+    absent = object()
+    return sorted(
+        key
+        for key in old.keys() | new.keys()
+        if key not in EXECUTION_FIELDS and old.get(key, absent) != new.get(key, absent)
+    )
+
+
+def _flat(data: dict[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{inner}": item for inner, item in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def config_mismatch(path: Path, recorded: dict[str, Any], wanted: dict[str, Any]) -> str | None:
+    """The one-line refusal naming ``path`` and the differing keys; None if they agree."""
+    keys = differing(recorded, wanted)
+    if not keys:
+        return None
+    old, new = _flat(recorded), _flat(wanted)
+    what = "another NB201 table" if keys == [TABLE_KEY] else "a different config"
+    shown = ", ".join(f"{k} ({_short(old.get(k))} there, {_short(new.get(k))} now)" for k in keys)
+    return (
+        f"{path} was written with {what} (differs in: {shown}); "
+        "use another --results directory or move the old run away"
+    )
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 16 else text[:12] + "…"
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    """``config.json`` as recorded; a run made before the table key existed takes it
+    from its ``final.json`` where that names one."""
+    recorded = _read_json_object(Path(directory) / CONFIG)
+    if TABLE_KEY not in recorded:
+        with contextlib.suppress(BadFile, KeyError, TypeError):
+            recorded[TABLE_KEY] = _read_json_object(Path(directory) / FINAL)["table"]["sha256"]
+    return recorded
+
+
+def read_final(directory: Path) -> dict[str, Any]:
+    """``final.json`` if it parses, is complete and matches its checksum."""
+    final = _read_json_object(Path(directory) / FINAL)
+    missing = [key for key in FINAL_KEYS if key not in final]
+    if missing or not isinstance(final["config"], dict):
+        raise BadFile(FINAL, f"incomplete (no {', '.join(missing) or 'config'})")
+    body = {key: value for key, value in final.items() if key != CHECKSUM}
+    if CHECKSUM in final and final[CHECKSUM] != _json_digest(body):
+        raise BadFile(FINAL, "checksum mismatch: its bytes changed after it was written")
+    return final
+
+
+def load_final(directory: Path, wanted: dict[str, Any]) -> dict[str, Any]:
+    """``final.json`` if :func:`read_final` trusts it and it is this run's (config, table)."""
+    final = read_final(directory)
+    table = final.get("table") if isinstance(final.get("table"), dict) else {}
+    keys = differing(identity(final["config"], table.get("sha256")), wanted)
+    if keys:
+        raise BadFile(FINAL, f"belongs to another run (differs in: {', '.join(keys)})")
+    return final
+
+
+def load_epochs(directory: Path, final: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """``epochs.jsonl`` if every line parses and the epochs run 1..n; for a finished run
+    also n == ``epochs_done`` and the text matches the digest ``final.json`` recorded."""
+    path = Path(directory) / EPOCHS
+    try:
+        data = path.read_bytes()
+        records = [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise BadFile(EPOCHS, "missing") from None
+    except (OSError, ValueError) as error:
+        raise BadFile(EPOCHS, f"not JSON lines ({_first_line(error)})") from None
+    numbers = [record.get("epoch") if isinstance(record, dict) else None for record in records]
+    if numbers != list(range(1, len(records) + 1)):
+        raise BadFile(EPOCHS, f"epoch numbers {numbers[:6]} are not 1..{len(records)}")
+    if final is not None:
+        if len(records) != final["epochs_done"]:
+            raise BadFile(
+                EPOCHS, f"{len(records)} epochs, but final.json says {final['epochs_done']}"
+            )
+        if final.get("epochs_sha256") not in (None, text_digest(data)):
+            raise BadFile(EPOCHS, "does not match the digest final.json recorded of it (garbled)")
+    return records
+
+
+def trusted_final(directory: Path, wanted: dict[str, Any]) -> dict[str, Any] | None:
+    """The result of a finished run whose ``config.json``, ``final.json`` and
+    ``epochs.jsonl`` can be trusted; None otherwise (the job then sets bad files aside
+    and redoes what is needed)."""
+    if not is_finished(directory):
+        return None
+    try:
+        read_config(directory)
+        final = load_final(directory, wanted)
+        load_epochs(directory, final)
+    except BadFile:
+        return None
+    return final
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = read_json(path)
+    except FileNotFoundError:
+        raise BadFile(path.name, "missing") from None
+    except (OSError, ValueError) as error:
+        raise BadFile(path.name, f"not valid JSON ({_first_line(error)})") from None
+    if not isinstance(data, dict):
+        raise BadFile(path.name, f"not a JSON object but {type(data).__name__}")
+    return data
+
+
+def set_aside(path: Path, tag: str) -> Path:
+    """Rename ``path`` to ``<name>.<tag>-<UTC time>`` beside it: data is kept, never deleted."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target, n = path.with_name(f"{path.name}.{tag}-{stamp}"), 1
+    while target.exists():
+        target, n = path.with_name(f"{path.name}.{tag}-{stamp}-{n}"), n + 1
+    os.replace(path, target)
+    return target
+
+
+def remove_stray_temporaries(directory: Path) -> list[Path]:
+    """Delete the temporaries of writes that were killed (call it holding the run's lock:
+    then no write of this run is in flight)."""
+    strays = stray_temporaries(directory)
+    for path in strays:
+        path.unlink(missing_ok=True)
+    return strays
+
+
+def check_writable(results: Path) -> None:
+    """Refuse (UsageError) a results directory where nothing can be written, before any
+    run starts; probes with an unnamed temporary file, so nothing is left behind."""
+    existing = Path(results).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"--results {results}: {existing} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise UsageError(
+            f"--results {results}: cannot write in {existing} ({reason}); "
+            "choose another directory or make it writable"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def is_finished(directory: Path) -> bool:
@@ -113,18 +471,24 @@ def load_runs(results: Path) -> pd.DataFrame:
     ``c10_test`` etc., the gap keys as they are, ranking statistics as
     ``rank_*``); ``epochs`` holds the ``epochs.jsonl`` records and
     ``ranking_cells`` the scored sample. A run that cannot be read is skipped
-    with a warning naming it, so one corrupt file never hides the others.
+    with a warning naming it, so one corrupt file never hides the others; the
+    skipped ones are listed in ``frame.attrs["unreadable"]`` (path, reason).
     """
-    rows = []
+    rows, unreadable = [], []
     for directory in run_dirs(results):
         try:
             rows.append(_load_run(directory))
         except (OSError, ValueError, KeyError, TypeError) as error:
             warnings.warn(f"skipping unreadable run {directory}: {error}", stacklevel=2)
+            reason = f"{type(error).__name__}: {error}"
+            unreadable.append({"path": str(directory), "reason": reason})
     frame = pd.DataFrame(rows)
     if frame.empty:
-        return pd.DataFrame(columns=["preset", "dataset", "method", "seed", "status", "path"])
-    return frame.sort_values(["preset", "dataset", "method", "seed"], ignore_index=True)
+        frame = pd.DataFrame(columns=["preset", "dataset", "method", "seed", "status", "path"])
+    else:
+        frame = frame.sort_values(["preset", "dataset", "method", "seed"], ignore_index=True)
+    frame.attrs["unreadable"] = unreadable
+    return frame
 
 
 def _load_run(directory: Path) -> dict[str, Any]:
@@ -136,9 +500,12 @@ def _load_run(directory: Path) -> dict[str, Any]:
         "seed": int(seed_dir.removeprefix("seed-")),
         "path": str(directory),
     }
-    if is_finished(directory):
-        row.update(_final_columns(read_json(directory / FINAL)))
-    elif (directory / FAILED).is_file():
+    if is_finished(directory):  # a garbled final.json or epochs.jsonl raises BadFile
+        final = read_final(directory)
+        row.update(_final_columns(final))
+        row["epochs"] = load_epochs(directory, final)
+        return row
+    if (directory / FAILED).is_file():
         failed = read_json(directory / FAILED)
         row.update(status="failed", reason=failed["reason"])
     else:

@@ -31,7 +31,7 @@ from harness.supernet import SuperNet
 
 Log = Callable[[str], None]
 # Fields that change how fast a run goes, not what it computes on one device.
-EXECUTION_FIELDS = ("device", "threads")
+EXECUTION_FIELDS = results.EXECUTION_FIELDS
 
 
 def select_device(name: str) -> torch.device:
@@ -266,12 +266,12 @@ def measure_gap(state: SearchState, config: Config) -> dict[str, float]:
 
 
 def _finite(values: dict[str, float], alpha: Tensor) -> str | None:
-    """The reason a run diverged, or None."""
+    """The reason a run diverged, or None; α first, as NaN α makes the loss NaN too."""
+    if not bool(torch.isfinite(alpha).all()):
+        return "non-finite architecture parameters"
     bad = [k for k in ("train_loss",) if not math.isfinite(values[k])]
     if bad:
         return f"non-finite {bad[0]} ({values[bad[0]]})"
-    if not bool(torch.isfinite(alpha).all()):
-        return "non-finite architecture parameters"
     return None
 
 
@@ -289,8 +289,10 @@ class Search:
         device = select_device(config.device)
         configure_torch(config, device)
         self._check_config()
-        state = build_state(config, self.data_dir, device)
-        records = self._resume(state, device)
+        done = self._intact_final()
+        if done is not None:
+            return done
+        state, records = self._start(device)
         status, reason = "finished", None
         while state.epoch < config.epochs:
             started = time.perf_counter()
@@ -310,31 +312,136 @@ class Search:
         return self._finish(state, records, device, status, reason)
 
     # --- pieces -------------------------------------------------------------
+    def _identity(self) -> dict[str, Any]:
+        """The config and NB201 table this run is made with (``config.json``'s content)."""
+        return results.identity(self.config.to_dict(), self.benchmark.sha256)
+
     def _check_config(self) -> None:
+        """Refuse a directory made with another config or table (``sweep.check_run_dirs``
+        does so before any job starts; this guards direct use), then record ours."""
         path = self.directory / results.CONFIG
-        wanted = self.config.to_dict()
+        wanted = self._identity()
         if path.exists():
-            existing = results.read_json(path)
-            differ = sorted(
-                k
-                for k in set(existing) | set(wanted)
-                if k not in EXECUTION_FIELDS and existing.get(k) != wanted.get(k)
-            )
-            if differ:
-                raise UsageError(
-                    f"{path} was written with a different config "
-                    f"(differs in: {', '.join(differ)}); "
-                    "use another --results directory or move the old run away"
-                )
+            try:
+                recorded = results.read_config(self.directory)
+            except results.BadFile as problem:
+                self._distrust(problem, "writing it again")
+            else:
+                mismatch = results.config_mismatch(path, recorded, wanted)
+                if mismatch:
+                    raise UsageError(mismatch)
+                if recorded == wanted:
+                    return
         results.write_json(path, wanted)
 
-    def _resume(self, state: SearchState, device: torch.device) -> list[dict[str, Any]]:
-        path = self.directory / results.CHECKPOINT
+    def _distrust(self, problem: results.BadFile, action: str) -> None:
+        """Say which file is bad and why, and keep it aside (never delete data)."""
+        path = self.directory / problem.name
         if not path.exists():
-            return []
-        records = state.restore(results.load_checkpoint(path, device))
+            self.log(f"{path} is missing; {action}")
+            return
+        kept = results.set_aside(path, "corrupt")
+        self.log(f"{path} is not trusted ({problem.why}); kept as {kept.name}; {action}")
+
+    def _intact_final(self) -> dict[str, Any] | None:
+        """A finished run's result, if its files can be trusted. A bad ``final.json`` is
+        set aside and the run resumes from its checkpoint to write it again; a bad
+        ``epochs.jsonl`` is set aside and rewritten from the checkpoint's records."""
+        if not results.is_finished(self.directory):
+            return None
+        try:
+            final = results.load_final(self.directory, self._identity())
+        except results.BadFile as problem:
+            self._distrust(problem, "resuming from the checkpoint to write it again")
+            return None
+        try:
+            results.load_epochs(self.directory, final)
+            return final
+        except results.BadFile as problem:
+            self._distrust(problem, "rewriting it from the checkpoint's records")
+        records = self._checkpoint_records(final)
+        if records is None:  # diverged (last epoch never checkpointed), or no usable checkpoint
+            kept = results.set_aside(self.directory / results.FINAL, "stale")
+            self.log(f"the checkpoint lacks those records; kept final.json as {kept.name}")
+            return None
+        results.write_jsonl(self.directory / results.EPOCHS, records)
+        return final
+
+    def _checkpoint_records(self, final: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """The checkpoint's records, if they are exactly what ``final.json`` was made from."""
+        try:
+            records = self._verified_checkpoint(torch.device("cpu"))["records"]
+        except results.BadFile:
+            return None
+        digest = results.text_digest(results.jsonl_text(records))
+        if len(records) != final["epochs_done"]:
+            return None
+        return records if final.get("epochs_sha256") in (None, digest) else None
+
+    def _verified_checkpoint(self, device: torch.device) -> dict[str, Any]:
+        """The checkpoint, if it loads, matches its checksum and is this run's."""
+        state = results.load_checkpoint(self.directory / results.CHECKPOINT, device)
+        keys = results.differing(state.get("identity", {}), self._identity())
+        if "identity" in state and keys:
+            why = f"belongs to another run (differs in: {', '.join(keys)})"
+            raise results.BadFile(results.CHECKPOINT, why)
+        if state["epoch"] > self.config.epochs:
+            why = f"at epoch {state['epoch']}, beyond {self.config.epochs}"
+            raise results.BadFile(results.CHECKPOINT, why)
+        return state
+
+    def _start(self, device: torch.device) -> tuple[SearchState, list[dict[str, Any]]]:
+        """A fresh state, or the checkpoint's. An untrusted checkpoint is set aside, with
+        the epochs.jsonl and final.json made from it, and the run restarts from epoch 0."""
+        checkpoint = None
+        if (self.directory / results.CHECKPOINT).exists():
+            try:
+                checkpoint = self._verified_checkpoint(device)
+            except results.BadFile as problem:
+                self._distrust(problem, "restarting the run from epoch 0")
+        if checkpoint is None:
+            self._set_aside_stale()
+            return build_state(self.config, self.data_dir, device), []
+        state = build_state(self.config, self.data_dir, device)
+        try:
+            records = state.restore(checkpoint)
+        except (KeyError, RuntimeError, ValueError, TypeError) as error:
+            why = f"does not fit this run ({error})".splitlines()[0]
+            self._distrust(results.BadFile(results.CHECKPOINT, why), "restarting from epoch 0")
+            self._set_aside_stale()
+            configure_torch(self.config, device)  # the same seeded start as a fresh run
+            return build_state(self.config, self.data_dir, device), []
         self.log(f"resumed {self.directory} at epoch {state.epoch}/{self.config.epochs}")
-        return records
+        self._sync_epochs(records)
+        return state, records
+
+    def _set_aside_stale(self) -> None:
+        """Starting from epoch 0: files of an earlier attempt are kept, not overwritten."""
+        for name in (results.EPOCHS, results.FINAL):
+            path = self.directory / name
+            if path.exists():
+                kept = results.set_aside(path, "stale")
+                self.log(f"{path} has no usable checkpoint behind it; kept as {kept.name}")
+
+    def _sync_epochs(self, records: list[dict[str, Any]]) -> None:
+        """Make ``epochs.jsonl`` the checkpoint's records. A file one epoch behind (killed
+        between the two writes) is brought up to date; one that is not a prefix of the
+        records is garbled or another run's, and is set aside first."""
+        path = self.directory / results.EPOCHS
+        text = results.jsonl_text(records)
+        try:
+            current: str | None = path.read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            current = ""
+        except (OSError, UnicodeDecodeError):
+            current = None
+        if current == text:
+            return
+        lagging = current is not None and text.startswith(current) and current[-1:] in ("", "\n")
+        if not lagging:
+            problem = results.BadFile(results.EPOCHS, "not a prefix of the checkpoint's records")
+            self._distrust(problem, "rewriting it from the checkpoint's records")
+        results.write_jsonl(path, records)
 
     def _record(self, state: SearchState, values: dict[str, float]) -> dict[str, Any]:
         cell = state.method.derive()
@@ -358,7 +465,8 @@ class Search:
         return record
 
     def _save(self, state: SearchState, records: list[dict[str, Any]]) -> None:
-        results.save_checkpoint(self.directory / results.CHECKPOINT, state.checkpoint(records))
+        checkpoint = {**state.checkpoint(records), "identity": self._identity()}
+        results.save_checkpoint(self.directory / results.CHECKPOINT, checkpoint)
         results.write_jsonl(self.directory / results.EPOCHS, records)
 
     def _finish(
@@ -389,6 +497,7 @@ class Search:
             "table": self.benchmark.info(),
             "data": state.data.info(),
             "environment": environment(device),
+            "epochs_sha256": results.text_digest(results.jsonl_text(records)),
         }
         onehot, truth = last.get("onehot_valid_acc"), final["nb201"]["cifar10"]["valid"]
         final["gap"]["gap_to_nb201"] = None if onehot is None else onehot - truth
@@ -396,7 +505,7 @@ class Search:
             final["ranking"] = ranking.ranking_correlation(
                 state.model, self.benchmark, state.data, self.config
             )
-        results.write_json(self.directory / results.FINAL, final)
+        results.write_final(self.directory / results.FINAL, final)
         return final
 
 

@@ -5,7 +5,9 @@ skipped, an unfinished one resumes from its checkpoint. Jobs run in loky
 worker processes (joblib); each worker loads the benchmark table itself, so
 only paths and small configs cross process boundaries. A job that raises is
 recorded in ``failed.json`` (not ``final.json``, so a rerun retries it) and the
-others go on; a diverged run is a result like any other.
+others go on; a diverged run is a result like any other. A run directory made with
+another config or NB201 table is refused before any job starts; each job holds its
+run directory's lock, so concurrent invocations never run the same job twice.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ import torch
 from filelock import FileLock, Timeout
 from joblib import Parallel, delayed
 
+from harness import backends, methods, results
 from harness import config as cfg
-from harness import methods, results
 from harness.benchmark import Benchmark
 from harness.errors import UsageError
 from harness.search import Search
@@ -88,6 +90,30 @@ def plan(
     return jobs
 
 
+def check_run_dirs(jobs: list[Job], table_sha256: str) -> None:
+    """Refuse, before any job runs and writing nothing, a run directory whose
+    ``config.json`` records another config or NB201 table than requested (UsageError
+    naming the file and the keys). An unreadable ``config.json`` is left to its job,
+    which keeps it aside and relies on the identity the checkpoint and final.json carry."""
+    for job in jobs:
+        if not (job.directory / results.CONFIG).is_file():
+            continue
+        try:
+            recorded = results.read_config(job.directory)
+        except results.BadFile:
+            continue
+        wanted = results.identity(job.config.to_dict(), table_sha256)
+        mismatch = results.config_mismatch(job.directory / results.CONFIG, recorded, wanted)
+        if mismatch:
+            raise UsageError(mismatch)
+
+
+def _table_sha256(benchmark: Benchmark | Path, table_path: Path) -> str:
+    if isinstance(benchmark, Benchmark):
+        return benchmark.sha256
+    return Benchmark.load(None, table_path).sha256
+
+
 def log_line(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -108,12 +134,14 @@ def default_jobs(jobs: list[Job]) -> int:
     return max(1, min(pending, os.cpu_count() or 1))
 
 
-def with_threads(job: Job, n_jobs: int) -> Job:
+def with_threads(job: Job, n_jobs: int, cores: int | None = None) -> Job:
     """Cap torch's intra-op threads at cores // jobs, so parallel jobs never oversubscribe.
 
-    ``threads`` is an execution field: changing it never invalidates a run directory.
+    ``cores`` defaults to this machine's; a backend whose jobs run elsewhere gives
+    the cores each job has there. ``threads`` is an execution field: changing it
+    never invalidates a run directory.
     """
-    cap = max(1, (os.cpu_count() or 1) // n_jobs)
+    cap = max(1, (cores or os.cpu_count() or 1) // n_jobs)
     threads = min(job.config.threads, cap) if job.config.threads > 0 else cap
     return dataclasses.replace(job, config=dataclasses.replace(job.config, threads=threads))
 
@@ -149,8 +177,8 @@ def gpu_slot(config: cfg.Config, gpus: int) -> Iterator[cfg.Config]:
 
 # --- one job ------------------------------------------------------------------------
 def run_job(job: Job, data_dir: Path, benchmark: Benchmark) -> dict[str, Any]:
-    if results.is_finished(job.directory):
-        return results.read_json(job.directory / results.FINAL)
+    """The run's result: a trusted finished one as it is, else searched (resumed, or
+    repaired where a file is bad; see :class:`~harness.search.Search`)."""
     return Search(job.config, job.directory, data_dir, benchmark, log_line).run()
 
 
@@ -175,19 +203,61 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else ""
 
 
+LOCKED = "running in another process"
+"""The reason of a ``locked`` outcome: another process holds the run's lock."""
+
+
 def execute(job: Job, data_dir: Path, table_path: Path, gpus: int = 0) -> dict[str, Any]:
-    """Run one job in this process; an exception becomes a ``failed.json`` record."""
+    """Run one job in this process, holding its run directory's lock for the whole job.
+
+    A run locked by another process (another ``run``, a remote backend job) is not
+    run: the outcome is ``locked`` and a later rerun collects it. Stray temporaries of
+    killed writes are removed under the lock; an exception becomes ``failed.json``.
+    """
     try:
+        job.directory.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(job.directory / results.LOCK))
+        lock.acquire(timeout=0)
+    except Timeout:
+        log_line(f"{job.method} seed {job.seed}: {LOCKED}; not run here")
+        return locked_record(job)
+    except OSError as error:
+        return _failed(job, results.WriteFailed(job.directory / results.LOCK, error))
+    try:
+        for stray in results.remove_stray_temporaries(job.directory):
+            log_line(f"removed {stray} (left by a write that was killed)")
         with gpu_slot(job.config, gpus) as config:
             benchmark = Benchmark.load(data_dir, table_path)
             final = run_job(dataclasses.replace(job, config=config), data_dir, benchmark)
+        (job.directory / results.FAILED).unlink(missing_ok=True)
+        return final
     except Exception as error:  # noqa: BLE001 - any failure is recorded, the sweep goes on
-        record = failure_record(job, error)
+        return _failed(job, error)
+    finally:
+        lock.release()
+
+
+def locked_record(job: Job) -> dict[str, Any]:
+    return {
+        "status": "locked",
+        "reason": LOCKED,
+        "method": job.method,
+        "seed": job.seed,
+        "preset": job.config.preset,
+        "dataset": job.config.dataset,
+    }
+
+
+def _failed(job: Job, error: BaseException, prefix: str = "") -> dict[str, Any]:
+    """Record a failure in ``failed.json`` where the disk allows; say it either way."""
+    record = failure_record(job, error)
+    record["reason"] = prefix + record["reason"]
+    try:
         results.write_json(job.directory / results.FAILED, record)
-        log_line(f"{job.method} seed {job.seed} failed: {record['reason']}")
-        return record
-    (job.directory / results.FAILED).unlink(missing_ok=True)
-    return final
+    except OSError as write_error:
+        log_line(f"{job.method} seed {job.seed}: could not record the failure: {write_error}")
+    log_line(f"{job.method} seed {job.seed} failed: {record['reason']}")
+    return record
 
 
 def _indexed(index: int, job: Job, *args: Any) -> tuple[int, dict[str, Any]]:
@@ -200,25 +270,33 @@ def run_jobs(
     data_dir: Path,
     benchmark: Benchmark | Path,
     n_jobs: int | None = 1,
+    backend: backends.Backend | None = None,
 ) -> list[dict[str, Any]]:
     """Run every job (``n_jobs`` at a time; None = :func:`default_jobs`), in plan order.
 
     ``benchmark`` may be the loaded table or its path; workers load it themselves.
-    Prints ``[k/n] method seed: status`` as each job ends.
+    ``backend`` says where jobs run (default: loky processes here, see
+    :mod:`harness.backends`). Prints ``[k/n] method seed: status`` as each job ends.
     """
+    backend = backend or backends.Backend()
+    backends.check(backend)
     table_path = benchmark.path if isinstance(benchmark, Benchmark) else Path(benchmark)
+    table_sha256 = _table_sha256(benchmark, table_path)
+    check_run_dirs(jobs, table_sha256)
     finals: list[dict[str, Any] | None] = [None] * len(jobs)
     pending = []
     for index, job in enumerate(jobs):
-        if results.is_finished(job.directory):
-            finals[index] = results.read_json(job.directory / results.FINAL)
+        wanted = results.identity(job.config.to_dict(), table_sha256)
+        final = results.trusted_final(job.directory, wanted)  # else the job repairs it
+        if final is not None:
+            finals[index] = final
             _progress(finals, job, "already finished")
         else:
             pending.append(index)
     n_jobs = max(1, min(n_jobs or default_jobs([jobs[i] for i in pending]), len(pending) or 1))
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    tasks = [(i, with_threads(jobs[i], n_jobs), data_dir, table_path, gpus) for i in pending]
-    for index, outcome in _dispatch(tasks, n_jobs):
+    tasks = [(i, jobs[i], data_dir, table_path, gpus) for i in pending]
+    for index, outcome in _dispatch(tasks, n_jobs, backend):
         finals[index] = outcome
         reason = f" ({outcome['reason']})" if outcome.get("reason") else ""
         _progress(finals, jobs[index], f"{outcome['status']}{reason}")
@@ -230,16 +308,31 @@ def _progress(finals: list[dict[str, Any] | None], job: Job, state: str) -> None
     log_line(f"[{done}/{len(finals)}] {job.method} seed {job.seed}: {state}")
 
 
-def _dispatch(tasks: list[tuple[Any, ...]], n_jobs: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Outcomes as jobs end: in this process for one job at a time, else in loky workers."""
-    if n_jobs == 1:
-        for task in tasks:
-            yield _indexed(*task)
+def _dispatch(
+    tasks: list[tuple[Any, ...]], n_jobs: int, backend: backends.Backend
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Outcomes as jobs end: in this process for one local job at a time; in loky or Dask
+    workers through joblib; or from Ray / Slurm, whose backends report the jobs themselves."""
+    if backend.name in backends.DISPATCHERS:
+        yield from backends.DISPATCHERS[backend.name](tasks, backend, n_jobs)
         return
+    if backend.name == "local" and n_jobs == 1:
+        for index, job, *rest in tasks:
+            yield _indexed(index, with_threads(job, 1), *rest)
+        return
+    with backends.JOBLIB_BACKENDS[backend.name](backend, n_jobs) as pool:
+        tasks = [pool.prepare(task) for task in tasks]
+        yield from _parallel(pool, tasks)
+
+
+def _parallel(
+    pool: backends.Pool, tasks: list[tuple[Any, ...]]
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Run tasks on the entered joblib backend; a broken pool fails only the unfinished."""
     reported: set[int] = set()
-    parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+    parallel = Parallel(n_jobs=pool.n_jobs, return_as="generator_unordered", batch_size=1)
     try:
-        for index, outcome in parallel(delayed(_indexed)(*task) for task in tasks):
+        for index, outcome in parallel(delayed(pool.function)(*task) for task in tasks):
             reported.add(index)
             yield index, outcome
     except Exception as error:  # noqa: BLE001 - a dead worker must not lose the others' results
@@ -249,10 +342,18 @@ def _dispatch(tasks: list[tuple[Any, ...]], n_jobs: int) -> Iterator[tuple[int, 
 
 
 def _pool_failure(job: Job, error: Exception) -> dict[str, Any]:
-    """A job lost with its worker (killed, out of memory): recorded so a rerun retries it."""
+    """A job lost with its worker (killed, out of memory, preempted): recorded so a rerun
+    retries it. The reason is one line; ``failed.json`` keeps the whole traceback."""
     if results.is_finished(job.directory):  # it ended before the pool broke
         return results.read_json(job.directory / results.FINAL)
-    record = failure_record(job, error)
-    record["reason"] = f"worker pool failed: {record['reason']}"
-    results.write_json(job.directory / results.FAILED, record)
-    return record
+    lock = FileLock(str(job.directory / results.LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:  # another process runs it: not ours to mark
+        return locked_record(job)
+    except OSError:  # no run directory to record it in
+        return {**failure_record(job, error), "reason": f"worker lost: {_first_line(error)}"}
+    try:
+        return _failed(job, error, prefix="worker lost: ")
+    finally:
+        lock.release()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -124,3 +125,33 @@ def test_unreadable_run_is_skipped_with_a_warning(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="seed-0"):
         frame = results.load_runs(tmp_path)
     assert frame.empty
+
+
+def test_report_names_unreadable_runs_and_table_mismatches(
+    sweep_dir: Path, tmp_path: Path, data_dir: Path
+) -> None:
+    root = tmp_path / "results"
+    shutil.copytree(sweep_dir, root)
+    runs = root / "smoke" / "cifar10"
+    (runs / "darts" / "seed-1" / results.FINAL).write_text('{"status": "fini')  # truncated
+    foreign = runs / "darts2" / "seed-0" / results.FINAL
+    final = json.loads(foreign.read_text())
+    final["table"]["version"] = "nb201-table@000000000000"
+    results.write_final(foreign, final)
+
+    out = tmp_path / "reports"
+    with pytest.warns(UserWarning, match=r"unreadable run .*darts/seed-1"):
+        write_reports(root, out, data_dir)
+    group = out / "smoke" / "cifar10"
+    page = (group / "report.md").read_text()
+    assert f"unreadable run skipped: {runs / 'darts' / 'seed-1'}" in page
+    assert "table mismatch: 1 run(s) used nb201-table@000000000000" in page
+    assert "WARNING: unreadable run skipped" in (group / "nb201.md").read_text()
+    assert "WARNING: table mismatch" in (group / "harness.md").read_text()
+    table = pd.read_csv(group / "nb201.csv").set_index("method")
+    assert table.loc["darts", "seeds"] == 1 and table.loc["darts2", "seeds"] == 2
+
+
+def test_clean_report_has_no_warnings(report_dir: Path) -> None:
+    assert "Warnings" not in (report_dir / "report.md").read_text()
+    assert "WARNING" not in (report_dir / "nb201.md").read_text()
