@@ -438,6 +438,20 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+VOLATILE_KEYS = frozenset({"wall_s", "environment", "checksum", "epochs_sha256", "time"})
+"""Keys of ``final.json`` / epoch records holding wall-clock or machine facts, not results."""
+
+
+def comparable(value: Any) -> Any:
+    """``value`` without :data:`VOLATILE_KEYS` at any depth: two runs that computed the
+    same thing (e.g. a resumed and an uninterrupted one) compare equal."""
+    if isinstance(value, dict):
+        return {k: comparable(v) for k, v in value.items() if k not in VOLATILE_KEYS}
+    if isinstance(value, list):
+        return [comparable(v) for v in value]
+    return value
+
+
 def is_finished(directory: Path) -> bool:
     return (Path(directory) / FINAL).is_file()
 

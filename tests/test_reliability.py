@@ -29,8 +29,6 @@ OVERRIDES = {
     "gap_eval_batch": "32",
 }
 RUN = Path("smoke", "cifar10", "darts", "seed-0")
-VOLATILE = {"wall_s", "environment", "checksum", "epochs_sha256", "time"}
-"""Keys whose values are wall-clock or machine facts, not results."""
 
 
 def jobs(results_dir: Path, **extra: str) -> list[sweep.Job]:
@@ -42,19 +40,10 @@ def sweep_once(results_dir: Path, data_dir: Path, **extra: str) -> dict[str, Any
     return outcome
 
 
-def strip(value: Any) -> Any:
-    """``value`` without the volatile keys, at any depth."""
-    if isinstance(value, dict):
-        return {k: strip(v) for k, v in value.items() if k not in VOLATILE}
-    if isinstance(value, list):
-        return [strip(v) for v in value]
-    return value
-
-
 def same_results(a: Path, b: Path) -> bool:
     """Same final.json and epochs.jsonl, bar wall-clock and environment fields."""
-    finals = [strip(results.read_json(d / results.FINAL)) for d in (a, b)]
-    epochs = [strip(results.read_jsonl(d / results.EPOCHS)) for d in (a, b)]
+    finals = [results.comparable(results.read_json(d / results.FINAL)) for d in (a, b)]
+    epochs = [results.comparable(results.read_jsonl(d / results.EPOCHS)) for d in (a, b)]
     return finals[0] == finals[1] and epochs[0] == epochs[1]
 
 
