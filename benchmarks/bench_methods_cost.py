@@ -74,14 +74,7 @@ def build(method: str, options: dict[str, str], seed: int) -> search.SearchState
     extra = methods.method_class(method).supernet_options(methods.options_for(config))
     model = SuperNet(config.C, config.N, 10, config.impl, config.track_running_stats, **extra)
     algorithm = methods.create(model, config, torch.device("cpu"))
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.w_lr,
-        momentum=config.w_momentum,
-        nesterov=config.w_nesterov,
-        weight_decay=config.w_weight_decay,
-    )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, EPOCHS)
+    optimizer, scheduler = search.weight_optimizer(model, config)  # config.epochs == EPOCHS
     algorithm.begin_epoch(EPOCH)
     # A step uses only the model, method and optimizer; the data stub answers the
     # one question the state asks of it (which device, for autocast).

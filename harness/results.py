@@ -29,7 +29,7 @@ from typing import IO, Any
 import pandas as pd
 import torch
 
-from harness.errors import UsageError
+from harness.errors import UsageError, first_line
 
 CONFIG, EPOCHS, FINAL, CHECKPOINT = "config.json", "epochs.jsonl", "final.json", "checkpoint.pt"
 FAILED = "failed.json"
@@ -209,7 +209,7 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location=device, weights_only=False)
     except Exception as error:  # noqa: BLE001 - whatever torch.load raises, the file is bad
-        raise BadFile(CHECKPOINT, f"cannot be loaded ({_first_line(error)})") from None
+        raise BadFile(CHECKPOINT, f"cannot be loaded ({_message(error)})") from None
     if not isinstance(state, dict) or any(key not in state for key in CHECKPOINT_KEYS):
         raise BadFile(CHECKPOINT, "not a harness checkpoint (keys missing)")
     if CHECKSUM in state and checksum(state) != state[CHECKSUM]:
@@ -353,7 +353,7 @@ def load_epochs(directory: Path, final: dict[str, Any] | None = None) -> list[di
     except FileNotFoundError:
         raise BadFile(EPOCHS, "missing") from None
     except (OSError, ValueError) as error:
-        raise BadFile(EPOCHS, f"not JSON lines ({_first_line(error)})") from None
+        raise BadFile(EPOCHS, f"not JSON lines ({_message(error)})") from None
     numbers = [record.get("epoch") if isinstance(record, dict) else None for record in records]
     if numbers != list(range(1, len(records) + 1)):
         raise BadFile(EPOCHS, f"epoch numbers {numbers[:6]} are not 1..{len(records)}")
@@ -388,7 +388,7 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise BadFile(path.name, "missing") from None
     except (OSError, ValueError) as error:
-        raise BadFile(path.name, f"not valid JSON ({_first_line(error)})") from None
+        raise BadFile(path.name, f"not valid JSON ({_message(error)})") from None
     if not isinstance(data, dict):
         raise BadFile(path.name, f"not a JSON object but {type(data).__name__}")
     return data
@@ -433,13 +433,12 @@ def check_writable(results: Path) -> None:
         ) from None
 
 
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
-
-
 VOLATILE_KEYS = frozenset({"wall_s", "environment", "checksum", "epochs_sha256", "time"})
 """Keys of ``final.json`` / epoch records holding wall-clock or machine facts, not results."""
+
+
+def _message(error: BaseException) -> str:
+    return first_line(error) or type(error).__name__
 
 
 def comparable(value: Any) -> Any:

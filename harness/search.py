@@ -24,7 +24,7 @@ from harness import methods, metrics, ranking, results
 from harness.benchmark import Benchmark
 from harness.config import Config
 from harness.data import SearchData, build_search_data
-from harness.errors import UsageError
+from harness.errors import UsageError, first_line
 from harness.methods.base import Method, StepContext
 from harness.provenance import environment
 from harness.supernet import SuperNet
@@ -121,16 +121,7 @@ def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchS
     if config.compile:
         compile_model(model, device)
     method = methods.create(model, config, device)
-    w_optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.w_lr,
-        momentum=config.w_momentum,
-        nesterov=config.w_nesterov,
-        weight_decay=config.w_weight_decay,
-    )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        w_optimizer, T_max=config.epochs, eta_min=config.w_lr_min
-    )
+    w_optimizer, scheduler = weight_optimizer(model, config)
     return SearchState(
         model,
         method,
@@ -143,6 +134,23 @@ def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchS
     )
 
 
+def weight_optimizer(
+    model: SuperNet, config: Config
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
+    """SGD on the shared weights with the config's cosine schedule (NB201's setup)."""
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=config.w_lr,
+        momentum=config.w_momentum,
+        nesterov=config.w_nesterov,
+        weight_decay=config.w_weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=config.epochs, eta_min=config.w_lr_min
+    )
+    return optimizer, scheduler
+
+
 def compile_model(model: SuperNet, device: torch.device) -> None:
     """The ``compile`` switch: ``torch.compile`` the supernet in place (state-dict keys
     unchanged); a clear error where TorchInductor cannot build kernels here."""
@@ -150,7 +158,7 @@ def compile_model(model: SuperNet, device: torch.device) -> None:
         probe = torch.compile(lambda t: t * 2 + 1)
         probe(torch.ones(2, device=device))
     except Exception as exc:  # any backend failure means the same to the user
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc) or type(exc).__name__
         raise UsageError(
             f"compile=true but torch.compile does not work on {device.type} here ({reason}); "
             "use --set compile=false"

@@ -31,7 +31,7 @@ from joblib import Parallel, delayed
 from harness import backends, methods, results
 from harness import config as cfg
 from harness.benchmark import Benchmark
-from harness.errors import UsageError
+from harness.errors import UsageError, first_line
 from harness.search import Search
 
 
@@ -186,7 +186,7 @@ def failure_record(job: Job, error: BaseException) -> dict[str, Any]:
     """What ``failed.json`` holds: enough to see why, and the config to retry it."""
     return {
         "status": "failed",
-        "reason": f"{type(error).__name__}: {_first_line(error)}",
+        "reason": f"{type(error).__name__}: {first_line(error)}",
         "traceback": "".join(traceback.format_exception(error)),
         "method": job.method,
         "seed": job.seed,
@@ -195,12 +195,6 @@ def failure_record(job: Job, error: BaseException) -> dict[str, Any]:
         "config": job.config.to_dict(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-
-
-def _first_line(error: BaseException) -> str:
-    """The message's first line, for one-line summaries; the traceback keeps the rest."""
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else ""
 
 
 LOCKED = "running in another process"
@@ -352,7 +346,7 @@ def _pool_failure(job: Job, error: Exception) -> dict[str, Any]:
     except Timeout:  # another process runs it: not ours to mark
         return locked_record(job)
     except OSError:  # no run directory to record it in
-        return {**failure_record(job, error), "reason": f"worker lost: {_first_line(error)}"}
+        return {**failure_record(job, error), "reason": f"worker lost: {first_line(error)}"}
     try:
         return _failed(job, error, prefix="worker lost: ")
     finally:
