@@ -16,6 +16,7 @@ from typing import Any
 from harness.errors import UsageError
 
 SEARCH_DATASETS = ("cifar10",)
+DTYPES = ("float32", "float64")
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Config:
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
     deterministic: bool = True
+    dtype: str = "float32"  # "float32" or "float64" (the ci gate: ISA-independent numerics)
     bf16: bool = False
     channels_last: bool = False
     compile: bool = False
@@ -199,6 +201,8 @@ def resolve(
         )
     if config.impl not in ("fused", "reference"):
         raise UsageError(f"impl must be 'fused' or 'reference', got {config.impl!r}")
+    if config.dtype not in DTYPES:
+        raise UsageError(f"dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}")
     if config.epochs < 1 or config.batch_size < 1:
         raise UsageError("epochs and batch_size must be at least 1")
     config.method_options = dataclasses.asdict(options) if options is not None else {}

@@ -102,7 +102,13 @@ class SearchState:
         return list(state["records"])
 
 
+def torch_dtype(config: Config) -> torch.dtype:
+    """The run's floating-point type for weights, α and images (``config.dtype``)."""
+    return {"float32": torch.float32, "float64": torch.float64}[config.dtype]
+
+
 def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchState:
+    dtype = torch_dtype(config)
     data = build_search_data(
         data_dir,
         device,
@@ -111,11 +117,12 @@ def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchS
         config.valid_size,
         config.gap_eval_size,
         config.seed,
+        dtype=dtype,
     )
     extra = methods.method_class(config.method).supernet_options(methods.options_for(config))
     model = SuperNet(
         config.C, config.N, data.num_classes, config.impl, config.track_running_stats, **extra
-    ).to(device)
+    ).to(device=device, dtype=dtype)
     if config.channels_last:
         model.to_channels_last()
     if config.compile:
@@ -236,7 +243,7 @@ def evaluate(
     """(accuracy %, mean loss) of the supernet under ``weights`` on a fixed image set;
     ``bf16`` and ``channels_last`` are the run's switches."""
     model.eval()
-    totals = torch.zeros(2, device=images.device)
+    totals = torch.zeros(2, dtype=torch.float64, device=images.device)
     for start in range(0, images.shape[0], batch_size):
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
         with torch.autocast(images.device.type, torch.bfloat16, enabled=bf16):

@@ -71,7 +71,8 @@ class Method(abc.ABC):
     def __init__(self, model: SuperNet, config: Config, options: Any, device: torch.device):
         self.model, self.config, self.options, self.device = model, config, options, device
         self.epoch = 0
-        self.alpha = torch.nn.Parameter(self.initial_alpha())
+        self.dtype = torch.float64 if config.dtype == "float64" else torch.float32
+        self.alpha = torch.nn.Parameter(self.initial_alpha().to(self.dtype))
         self.optimizer = torch.optim.Adam(
             [self.alpha],
             lr=config.a_lr,
