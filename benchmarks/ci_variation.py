@@ -1,82 +1,164 @@
-"""How much do the CI gate's numbers move? The measurement behind docs/ci-check.md.
+"""How much do the CI gate's numbers move, and what does it catch? The measurements
+behind docs/ci-check.md.
 
-For each method it runs the deterministic ``ci`` preset and reports, per gated metric
-(gap_acc, gap_loss, alpha_distance):
+Three studies, each against one reference measurement (the gate as it runs in CI:
+float64, kernels pinned to AVX2):
 
-* the rerun delta (same seed, same threads; must be exactly 0 for the gate to be exact),
-* the thread delta (same seed, 2 threads instead of 1: another floating-point
-  summation order, the same kind of perturbation a torch upgrade brings),
-* the spread over seeds (std over ``--seeds``).
+* ``envs``: the same runs under each instruction-set setting this machine can
+  emulate, with the pins off (``--unpinned``), in float64 and in float32: the largest
+  change of each metric's seed mean. Shows whether float64 alone makes the gate
+  machine-independent, and what float32 would do.
+* ``perturb``: initial α moved by ε (a stand-in for rounding changes of a refactor
+  or another machine's kernels): the smallest ε that moves a metric.
+* ``mutations``: deliberate breakages (tests/mutations.py) under each
+  ``ONEDNN_MAX_CPU_ISA`` value, with the pins off (so the ISA really changes), against
+  the pinned baseline: does the gate fail and name the broken method?
 
-    python benchmarks/ci_variation.py --methods darts,cdao,da2s --seeds 0,1,2,3,4 [--json]
+    python benchmarks/ci_variation.py envs|perturb|mutations [--methods a,b] [--out F.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
+import os
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import numpy as np
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the mutations live beside the tests that use them
 
-from harness import sweep
-from harness.benchmark import Benchmark
-from harness.check import METRICS, PRESET
-from harness.paths import find_data_dir
-from harness.search import Search
+import mutations  # noqa: E402
+
+from harness import check  # noqa: E402
+from harness.benchmark import Benchmark  # noqa: E402
+from harness.methods import registry  # noqa: E402
+from harness.paths import find_data_dir  # noqa: E402
+
+ENVS: dict[str, dict[str, str]] = {
+    "default": {},
+    "ONEDNN_MAX_CPU_ISA=AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "ONEDNN_MAX_CPU_ISA=AVX512_CORE": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+    "ATEN_CPU_CAPABILITY=avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
+    "MKL_CBWR=COMPATIBLE": {"MKL_CBWR": "COMPATIBLE"},
+}
+ISA_ENVS = ("default", "ONEDNN_MAX_CPU_ISA=AVX2", "ONEDNN_MAX_CPU_ISA=AVX512_CORE")
 
 
-def _quiet(_: str) -> None:
-    pass
+def with_env(env: dict[str, str], work: Callable[[], Any]) -> Any:
+    """Run ``work`` with ``env`` set, so the worker processes it starts inherit it."""
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        return work()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
-def gap_of(method: str, seed: int, overrides: dict[str, str], data_dir: Path) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        (job,) = sweep.plan([method], [seed], PRESET, overrides, Path(tmp))
-        final = Search(job.config, job.directory, data_dir, Benchmark.load(data_dir), _quiet).run()
-    return {metric: final["gap"][metric] for metric in METRICS}
+def seed_means(measured: dict[str, Any]) -> dict[str, dict[str, float]]:
+    return {
+        method: {metric: check.mean_metric(runs, metric) for metric in check.METRICS}
+        for method, runs in measured.items()
+    }
 
 
-def measure(method: str, seeds: list[int], data_dir: Path) -> dict:
-    per_seed = [gap_of(method, s, {}, data_dir) for s in seeds]
-    rerun = gap_of(method, seeds[0], {}, data_dir)
-    threads = [gap_of(method, s, {"threads": "2"}, data_dir) for s in seeds[:2]]
-    row = {}
-    for metric in METRICS:
-        values = np.array([r[metric] for r in per_seed])
-        row[metric] = {
-            "rerun_delta": abs(rerun[metric] - per_seed[0][metric]),
-            "thread_delta_max": max(
-                abs(t[metric] - p[metric]) for t, p in zip(threads, per_seed, strict=False)
-            ),
-            "seed_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            "seed_mean": float(values.mean()),
-        }
+def largest_change(reference: dict[str, Any], other: dict[str, Any]) -> dict[str, float]:
+    """Per metric, the largest |Δ| of a method's seed mean; and how many cells changed."""
+    a, b = seed_means(reference), seed_means(other)
+    row = {metric: max(abs(a[m][metric] - b[m][metric]) for m in a) for metric in check.METRICS}
+    row["cells_changed"] = sum(
+        reference[m][s]["arch"] != other[m][s]["arch"] for m in reference for s in reference[m]
+    )
     return row
+
+
+class Study:
+    def __init__(self, methods: list[str], seeds: list[int]) -> None:
+        self.methods, self.seeds = methods, seeds
+        self.data_dir = find_data_dir()
+        Benchmark.load(self.data_dir)  # fail early on missing data
+
+    def measure(self, **options: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        names = options.pop("methods", self.methods)
+        result = check.measure(names, self.seeds, self.data_dir, **options)
+        print(f"  measured {len(names)} method(s) in {time.perf_counter() - started:.0f} s")
+        return result
+
+    def envs(self) -> dict[str, Any]:
+        reference = self.measure()
+        rows: dict[str, Any] = {}
+        for dtype in ("float64", "float32"):
+            overrides = {"dtype": dtype}
+            base = reference if dtype == "float64" else None
+            for label, env in ENVS.items():
+                print(f"{dtype}, unpinned, {label}")
+                got = with_env(env, lambda o=overrides: self.measure(pin=False, overrides=o))
+                base = base or got
+                rows[f"{dtype} unpinned {label}"] = largest_change(base, got)
+        return {"reference": seed_means(reference), "rows": rows}
+
+    def perturb(self, epsilons: list[float]) -> dict[str, Any]:
+        reference = self.measure()
+        rows = {}
+        for eps in epsilons:
+            print(f"α shifted by up to {eps:g}")
+            rows[f"{eps:g}"] = largest_change(
+                reference, self.measure(setup=mutations.alpha_shifted(eps))
+            )
+        return {"rows": rows}
+
+    def mutations(self) -> dict[str, Any]:
+        cases: list[tuple[str, list[str], Any]] = [
+            (f"{m}: α update off", [m], mutations.alpha_frozen(m)) for m in self.methods
+        ]
+        if "da2s" in self.methods:
+            cases.append(("da2s: entropy sign flipped", ["da2s"], mutations.da2s_entropy_rewarded))
+        cases.append(("supernet: none passes its input", self.methods, mutations.none_passes_input))
+        baseline = check.baseline_document(self.measure(), self.seeds, self.data_dir)
+        rows: dict[str, Any] = {}
+        for label, names, setup in cases:
+            for env_label in ISA_ENVS:
+                print(f"{label} under {env_label}")
+                run = lambda n=names, s=setup: self.measure(methods=n, setup=s, pin=False)  # noqa: E731
+                got = with_env(ENVS[env_label], run)
+                verdicts = check.compare(baseline, got, check.DEFAULT_TOLERANCE)
+                failed = sorted({v.method for v in verdicts if not v.ok})
+                worst = {
+                    v.metric: round(v.delta, 4) for v in verdicts if v.method in (failed or names)
+                }
+                rows.setdefault(label, {})[env_label] = {"failed": failed, "deltas": worst}
+        return {"rows": rows}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", default="darts,cdao,da2s")
-    parser.add_argument("--seeds", default="0,1,2,3,4")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("study", choices=("envs", "perturb", "mutations"))
+    parser.add_argument("--methods", default=",".join(registry()))
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--eps", default="1e-12,1e-9,1e-6,1e-3")
+    parser.add_argument("--out", help="write the table as JSON here too")
     args = parser.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
-    data_dir = find_data_dir()
-    table = {m: measure(m, seeds, data_dir) for m in args.methods.split(",")}
-    if args.json:
-        print(json.dumps(table, indent=2))
-        return
-    print(
-        f"{'method':<12}{'metric':<16}{'mean':>9}{'seed std':>10}{'rerun Δ':>10}{'threads Δ':>11}"
-    )
-    for method, row in table.items():
-        for metric, v in row.items():
-            print(
-                f"{method:<12}{metric:<16}{v['seed_mean']:9.4f}{v['seed_std']:10.4f}"
-                f"{v['rerun_delta']:10.4f}{v['thread_delta_max']:11.4f}"
-            )
+    study = Study(args.methods.split(","), [int(s) for s in args.seeds.split(",")])
+    started = time.perf_counter()
+    if args.study == "envs":
+        table = study.envs()
+    elif args.study == "perturb":
+        table = study.perturb([float(e) for e in args.eps.split(",")])
+    else:
+        table = study.mutations()
+    table["wall_s"] = round(time.perf_counter() - started, 1)
+    text = json.dumps(table, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
 
 
 if __name__ == "__main__":

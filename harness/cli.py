@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -72,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--update", action="store_true", help="write the baseline from this run")
     check.add_argument("--seeds", default="0,1", help="seed list for --update (default 0,1)")
+    check.add_argument(
+        "--jobs", type=int, help="worker processes, one torch thread each (default: one per core)"
+    )
+    check.add_argument(
+        "--unpinned",
+        action="store_true",
+        help="diagnostic: let oneDNN, MKL and ATen pick their instruction sets "
+        "(measures how much the gate depends on them; docs/ci-check.md)",
+    )
     check.add_argument("--data-dir")
     report = sub.add_parser("report", help="paper-style tables and plots from a results directory")
     report.add_argument("--results", default="results", help="results directory (default: results)")
@@ -164,21 +174,27 @@ def cmd_check(args: argparse.Namespace) -> int:
     tolerance = check.parse_tolerance(args.tolerance)
     requested = sweep.parse_methods(args.methods) if args.methods else None
     data_dir = find_data_dir(args.data_dir)
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    options = {"jobs": args.jobs, "pin": not args.unpinned, "log": sweep.log_line}
+    started = time.perf_counter()
     if args.update:
         names = requested or list(methods.registry())
         seeds = check.parse_seed_list(args.seeds)
-        measured = check.measure(names, seeds, data_dir, log=sweep.log_line)
-        document = check.baseline_document(measured, seeds, data_dir)
+        measured = check.measure(names, seeds, data_dir, **options)
+        document = check.baseline_document(measured, seeds, data_dir, pin=options["pin"])
         results.write_json(baseline_path, document)
         print(f"wrote {baseline_path} ({len(names)} method(s), seeds {seeds})")
         return 0
     baseline = check.load_baseline(baseline_path, data_dir)
     names = check.select_methods(baseline, requested)
     seeds = [int(s) for s in baseline["seeds"]]
-    print(f"check: preset {check.PRESET}, seeds {seeds}, baseline {baseline_path}")
-    measured = check.measure(names, seeds, data_dir)
+    print(f"check: preset {check.PRESET}, seeds {seeds}, baseline {baseline_path}", flush=True)
+    measured = check.measure(names, seeds, data_dir, **options)
     verdicts = check.compare(baseline, measured, tolerance)
     print(check.format_table(verdicts))
+    print(check.exact_match(baseline, measured))
+    print(f"check took {time.perf_counter() - started:.0f} s")
     worse = sorted({v.method for v in verdicts if not v.ok})
     if worse:
         print(f"FAIL: discretization gap grew beyond tolerance for: {', '.join(worse)}")

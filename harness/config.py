@@ -111,6 +111,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "gap_eval_batch": 256,
         "rank_samples": 0,
         "threads": 1,
+        "dtype": "float64",  # chaos amplifies float32 rounding across CPUs; see ci-check.md
     },
 }
 

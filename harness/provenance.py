@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +45,44 @@ def device_description(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+"""The /proc/cpuinfo flags that decide which kernels oneDNN, MKL and ATen pick."""
+NUMERICS_ENV = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_CBWR", "OMP_NUM_THREADS")
+"""Environment variables that change which floating-point kernels run."""
+
+
+@functools.cache
+def _cpuinfo() -> tuple[str, tuple[str, ...]]:
+    """(model name, the ISA flags of interest) from /proc/cpuinfo; unknowns where absent."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return model, ()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            model = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+            break
+    return model, tuple(flag for flag in ISA_FLAGS if flag in flags)
+
+
+def cpu_fingerprint() -> dict[str, Any]:
+    """What decides a CPU result's last bits: the CPU, its ISA, torch, threads, pins."""
+    model, isa = _cpuinfo()
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
+    return {
+        "cpu": model,
+        "isa": list(isa),
+        "aten_capability": capability,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "env": {name: os.environ[name] for name in NUMERICS_ENV if name in os.environ},
+    }
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     import pandas
     import scipy
@@ -57,4 +97,5 @@ def environment(device: torch.device) -> dict[str, Any]:
         "pandas": pandas.__version__,
         "scipy": scipy.__version__,
         "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "cpu": cpu_fingerprint(),
     }

@@ -1,40 +1,90 @@
-"""The CI gate can pass, can fail on a broken method, and refuses bad baselines."""
+"""The CI gate can pass, fails on broken methods (inside its worker processes), runs
+with pinned kernels, and refuses bad baselines."""
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+import mutations
 import pytest
 
+from harness import check
 from harness.cli import main
-from harness.methods.darts import Darts
+from harness.paths import find_data_dir
 
 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("check") / "baseline.json"
-    assert (
-        main(["check", "--update", "--methods", "darts", "--seeds", "0", "--baseline", str(path)])
-        == 0
-    )
+    argv = ["check", "--update", "--methods", "darts,da2s", "--seeds", "0", "--baseline"]
+    assert main([*argv, str(path)]) == 0
     return path
+
+
+def _broken(monkeypatch: pytest.MonkeyPatch, setup: Callable[[], None]) -> None:
+    """Make every measurement of this test run ``setup`` in its worker processes."""
+    monkeypatch.setattr(check, "measure", functools.partial(check.measure, setup=setup))
+
+
+def _failed_methods(out: str) -> list[str]:
+    lines = [line for line in out.splitlines() if line.startswith("FAIL")]
+    return lines[0].rsplit(":", 1)[1].replace(" ", "").split(",") if lines else []
 
 
 def test_unchanged_tree_passes(baseline: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--baseline", str(baseline)]) == 0
-    out = capsys.readouterr().out
-    assert "darts" in out and "+0.0000" in out and "WORSE" not in out
+    captured = capsys.readouterr()
+    assert "darts" in captured.out and "+0.0000" in captured.out
+    assert "WORSE" not in captured.out
+    assert "2/2 runs bit-identical" in captured.out  # same machine: the exact layer agrees
+    assert "check [2/2]" in captured.err  # a progress line per finished run
 
 
-def test_broken_method_fails(
-    baseline: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("method", ["darts", "da2s"])
+def test_frozen_alpha_fails_and_names_the_method(
+    baseline: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    method: str,
 ) -> None:
     """An α update that does nothing leaves α near uniform: the gap to one-hot grows."""
-    monkeypatch.setattr(Darts, "arch_step", lambda self, ctx, train, valid: None)
+    _broken(monkeypatch, mutations.alpha_frozen(method))
     assert main(["check", "--baseline", str(baseline)]) == 1
-    out = capsys.readouterr().out
-    assert "WORSE" in out and "FAIL" in out and "darts" in out.split("FAIL")[1]
+    assert _failed_methods(capsys.readouterr().out) == [method]
+
+
+def test_da2s_entropy_sign_flip_fails(
+    baseline: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _broken(monkeypatch, mutations.da2s_entropy_rewarded)
+    assert main(["check", "--baseline", str(baseline), "--methods", "da2s"]) == 1
+    assert _failed_methods(capsys.readouterr().out) == ["da2s"]
+
+
+def test_worker_kernels_are_pinned() -> None:
+    """Each gate run happens in a worker whose kernels are the pinned AVX2 paths, in
+    float64: the two things that make its numbers the same on every machine."""
+    run = check.measure(["darts"], [0], find_data_dir())["darts"]["0"]
+    fingerprint = run["fingerprint"]
+    assert fingerprint["env"] == check.PINNED_ENV
+    if "avx2" in fingerprint["isa"]:
+        assert fingerprint["aten_capability"] == "AVX2"
+    assert fingerprint["threads"] == 1
+
+
+def test_native_kernels_give_the_pinned_numbers(baseline: Path) -> None:
+    """On this machine's own instruction set (no pins), float64 gives the pinned
+    numbers: what the gate reads does not depend on the kernels oneDNN, MKL, ATen pick."""
+    pinned = json.loads(baseline.read_text())["methods"]["darts"]["0"]
+    native = check.measure(["darts"], [0], find_data_dir(), pin=False)["darts"]["0"]
+    assert native["fingerprint"]["env"] == {}
+    assert native["arch"] == pinned["arch"]
+    assert native["gap_acc"] == pinned["gap_acc"]
+    for metric in ("gap_loss", "alpha_distance"):
+        assert native[metric] == pytest.approx(pinned[metric], abs=1e-9)
 
 
 def test_missing_baseline_is_usage_error(
@@ -58,6 +108,11 @@ def test_mismatched_baseline_is_usage_error(
     other.write_text(json.dumps(document))
     assert main(["check", "--baseline", str(other)]) == 2
     assert "table" in capsys.readouterr().err
+
+
+def test_bad_jobs_is_usage_error(baseline: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--baseline", str(baseline), "--jobs", "0"]) == 2
+    assert "--jobs" in capsys.readouterr().err
 
 
 def test_method_missing_from_baseline(baseline: Path, capsys: pytest.CaptureFixture[str]) -> None:
