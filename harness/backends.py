@@ -88,6 +88,13 @@ def check(backend: Backend) -> None:
         require(backend.name)
 
 
+def runs_here(backend: Backend) -> bool:
+    """Whether the jobs run on this machine (so its devices are theirs)."""
+    if backend.name == "slurm":
+        return backend.slurm_executor == "local"
+    return backend.name == "local" or not backend.address
+
+
 def require(name: str) -> None:
     """Import a backend's engine or say, in one line, which extra installs it."""
     for module in ENGINES[name]:

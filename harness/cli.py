@@ -123,13 +123,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = cfg.parse_overrides(args.set)
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: expected at least 1")
-    jobs = sweep.plan(method_names, seeds, preset, overrides, Path(args.results))
-    data_dir = find_data_dir(args.data_dir)
-    benchmark = Benchmark.load(data_dir)
-    check_search_files(data_dir)
-    check_writable(Path(args.results))
-    how = "given" if args.preset else "default for this machine"
-    print(f"preset {preset} ({how}); {len(jobs)} run(s) → {Path(args.results).resolve()}")
     backend = backends.Backend(
         name=args.backend,
         address=args.address,
@@ -141,6 +134,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         gpus=args.gpus_per_job,
         logs=args.slurm_logs,
     )
+    backends.check(backend)
+    jobs = sweep.plan(method_names, seeds, preset, overrides, Path(args.results))
+    if backends.runs_here(backend):
+        for device in sorted({job.config.device for job in jobs}):
+            cfg.check_device_here(device)
+    data_dir = find_data_dir(args.data_dir)
+    benchmark = Benchmark.load(data_dir)
+    check_search_files(data_dir)
+    check_writable(Path(args.results))
+    how = "given" if args.preset else "default for this machine"
+    print(f"preset {preset} ({how}); {len(jobs)} run(s) → {Path(args.results).resolve()}")
     finals = sweep.run_jobs(jobs, data_dir, benchmark, args.jobs, backend)
     print(summary_table(finals))
     failed = [f for f in finals if f["status"] == "failed"]

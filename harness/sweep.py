@@ -78,7 +78,8 @@ def plan(
     overrides: dict[str, str],
     results_dir: Path,
 ) -> list[Job]:
-    """Every (method, seed) job with its resolved config; validates all input first."""
+    """Every (method, seed) job with its resolved config; validates all input first
+    (every field against its rule, see :func:`harness.config.check_config`)."""
     option_keys = methods.option_keys()
     jobs = []
     for name in method_names:
@@ -87,6 +88,7 @@ def plan(
             config = cfg.resolve(preset, name, overrides, options_type, seed, option_keys)
             directory = results.run_dir(results_dir, preset, config.dataset, name, seed)
             jobs.append(Job(name, seed, config, directory))
+    cfg.check_method_keys(overrides, method_names)
     return jobs
 
 

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from harness import backends
 from harness.cli import main
 
 ALL_SKIP = (
@@ -63,6 +65,40 @@ BAD_INPUT = [
     (["run", "--data-dir", "{rows}"], "expected 15,625"),
     (["run", "--data-dir", "{no_cifar}"], "data_batch_1"),
     (["lookup", "0", "--data-dir", "{rows}"], "expected 15,625"),
+    # issue 14: fields the sweep owns are not --set
+    (["run", "--set", "seed=7"], "seed is set by the sweep for each run; use --seeds"),
+    (["run", "--set", "method=cdao"], "use --methods"),
+    (["run", "--set", "preset=ci"], "use --preset"),
+    # issue 14: every field's range or choice, checked at plan time
+    (["run", "--set", "a_lr=nan"], "a_lr=nan: a_lr must be a finite number >= 0"),
+    (["run", "--set", "w_lr=-1"], "w_lr=-1.0: w_lr must be a finite number > 0"),
+    (["run", "--set", "C=0"], "C=0: C must be an integer >= 1"),
+    (["run", "--set", "N=0"], "N=0: N must be an integer >= 1"),
+    (["run", "--set", "train_size=100000000"], "train_size must be an integer in 0..25000"),
+    (["run", "--set", "valid_size=-1"], "valid_size=-1: valid_size must be an integer in 0..25000"),
+    (["run", "--set", "batch_size=100000"], "batch_size=100000: batch_size must be at most 256"),
+    (["run", "--set", "device=mps"], "device='mps': device must be auto, cpu, cuda or cuda:N"),
+    (["run", "--set", "device=banana"], "device='banana': device must be auto, cpu, cuda"),
+    (["run", "--set", "threads=-1"], "threads=-1: threads must be an integer >= 0"),
+    (["run", "--set", "rank_samples=-5"], "rank_samples=-5: rank_samples must be an integer >= 0"),
+    (["run", "--set", "gap_eval_size=0"], "gap_eval_size=0: gap_eval_size must be an integer in 1"),
+    (["run", "--set", "rank_eval_size=999"], "rank_eval_size must be at most gap_eval_size"),
+    (["run", "--set", "w_momentum=1"], "w_momentum=1.0: w_momentum must be a finite number >= 0"),
+    (["run", "--set", "w_momentum=0"], "w_momentum=0: w_momentum must be > 0 with w_nesterov"),
+    (
+        ["run", "--set", "grad_clip=0"],
+        "grad_clip=0.0: grad_clip must be a number (inf allowed) > 0",
+    ),
+    (["run", "--set", "dtype=float16"], "dtype='float16': dtype must be one of float32, float64"),
+    (["run", "--set", "dtype=float64", "--set", "bf16=1"], "bf16=true: bf16 must be false"),
+    (["run", "--set", "impl=fast"], "impl must be one of fused, reference"),
+    (["run", "--set", "cdao.mu=0.1"], "cdao is not among the methods run (darts)"),
+    (["run", "--methods", "cdao", "--set", "cdao.mu=nan"], "cdao.mu=nan: cdao.mu must be a finite"),
+    (["run", "--methods", "cdao", "--set", "cdao.lambda_max=2"], "cdao.lambda_max must be a"),
+    (["run", "--methods", "da2s", "--set", "da2s.alpha_every=0"], "da2s.alpha_every must be an"),
+    (["run", "--methods", "amended", "--set", "amended.hessian=exact"], "one of fd, autograd"),
+    (["run", "--methods", "constrained", "--set", "constrained.regularizer=l1"], "prox, admm"),
+    (["run", "--set", "epochs=2", "--set", "epochs=3"], "epochs given twice (2 and 3)"),
 ]
 
 
@@ -105,6 +141,41 @@ def test_bad_input_exits_2_and_writes_nothing(
     assert len(err.strip().splitlines()) == 1, err
     assert err.startswith("harness: error: ")
     assert not results.exists()
+
+
+@pytest.mark.parametrize(
+    ("device", "gpus", "message"),
+    [
+        ("cuda", 0, "device='cuda': CUDA is not available on this machine"),
+        ("cuda:0", 0, "CUDA is not available"),
+        ("cuda:3", 2, "device='cuda:3': this machine has 2 CUDA device(s), cuda:0..cuda:1"),
+    ],
+)
+def test_missing_cuda_device_is_refused_at_plan_time(
+    device: str,
+    gpus: int,
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Whatever GPUs this machine has: the check sees the ones patched in."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    argv = ["run", "--preset", "smoke", "--results", str(tmp_path / "r"), "--set"]
+    assert _exit_code([*argv, f"device={device}"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_cuda_device_is_not_checked_here_for_a_cluster_backend() -> None:
+    """Slurm jobs run on GPU nodes that the submitting machine need not have."""
+    assert backends.runs_here(backends.Backend())
+    assert backends.runs_here(backends.Backend(name="dask"))
+    assert not backends.runs_here(backends.Backend(name="dask", address="tcp://h:8786"))
+    assert not backends.runs_here(backends.Backend(name="slurm"))
+    assert backends.runs_here(backends.Backend(name="slurm", slurm_executor="local"))
 
 
 def _exit_code(argv: list[str]) -> int:
