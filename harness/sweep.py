@@ -43,8 +43,13 @@ class Job:
     directory: Path
 
 
+MAX_SEED_COUNT = 1000
+"""The largest ``--seeds`` count: more is a typo (give a list to run particular seeds)."""
+
+
 def parse_seeds(text: str) -> list[int]:
-    """``"5"`` → seeds 0..4; ``"0,3,7"`` → those seeds."""
+    """``"5"`` → seeds 0..4; ``"0,3,7"`` → those seeds. Seeds are distinct, in
+    0..``MAX_SEED``; a count is at most ``MAX_SEED_COUNT``."""
     try:
         if "," in text:
             seeds = [int(part) for part in text.split(",") if part.strip()]
@@ -52,18 +57,24 @@ def parse_seeds(text: str) -> list[int]:
             count = int(text)
             if count < 1:
                 raise ValueError
+            if count > MAX_SEED_COUNT:
+                raise UsageError(
+                    f"--seeds {text}: a count is at most {MAX_SEED_COUNT}; "
+                    "give a list (e.g. 0,3,7) to run particular seeds"
+                )
             seeds = list(range(count))
     except ValueError:
         raise UsageError(
             f"--seeds {text!r}: expected a count (e.g. 5 for seeds 0..4) or a list like 0,3,7"
         ) from None
-    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise UsageError(f"--seeds {text!r}: seeds must be distinct non-negative integers")
+    if any(s < 0 or s > cfg.MAX_SEED for s in seeds) or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds {text!r}: seeds must be distinct integers in 0..{cfg.MAX_SEED}")
     return seeds
 
 
 def parse_methods(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
+    """Method names in the order given, each once (``darts, darts`` is one darts)."""
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
     if not names:
         raise UsageError("--methods: give at least one method, e.g. --methods darts,cdao")
     for name in names:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import backends
+from harness import backends, sweep
 from harness.cli import main
 
 ALL_SKIP = (
@@ -49,7 +49,7 @@ BAD_INPUT = [
     (["run", "--seeds", "two"], "--seeds"),
     (["run", "--seeds", "0,0"], "distinct"),
     (["run", "--seeds", "-1,2"], "--seeds: expected one argument"),
-    (["run", "--seeds=-1,2"], "non-negative"),
+    (["run", "--seeds=-1,2"], "seeds must be distinct integers in 0.."),
     (["run", "--jobs", "two"], "invalid int value"),
     (["run", "--bogus"], "unrecognized arguments: --bogus"),
     (["run", "--seeds", "0"], "a count"),
@@ -99,6 +99,9 @@ BAD_INPUT = [
     (["run", "--methods", "amended", "--set", "amended.hessian=exact"], "one of fd, autograd"),
     (["run", "--methods", "constrained", "--set", "constrained.regularizer=l1"], "prox, admm"),
     (["run", "--set", "epochs=2", "--set", "epochs=3"], "epochs given twice (2 and 3)"),
+    # issue 14: one-line errors instead of tracebacks
+    (["run", "--seeds", "99999999999999999999999"], "a count is at most 1000"),
+    (["run", "--seeds", "0,4294967296"], "seeds must be distinct integers in 0..4294967295"),
 ]
 
 
@@ -176,6 +179,14 @@ def test_a_cuda_device_is_not_checked_here_for_a_cluster_backend() -> None:
     assert not backends.runs_here(backends.Backend(name="dask", address="tcp://h:8786"))
     assert not backends.runs_here(backends.Backend(name="slurm"))
     assert backends.runs_here(backends.Backend(name="slurm", slurm_executor="local"))
+
+
+def test_duplicated_methods_are_run_once_in_the_order_given(tmp_path: Path) -> None:
+    assert sweep.parse_methods("darts, darts") == ["darts"]
+    assert sweep.parse_methods("darts2,darts, darts2 ,darts") == ["darts2", "darts"]
+    jobs = sweep.plan(sweep.parse_methods("darts,darts"), [0, 1], "smoke", {}, tmp_path)
+    assert [(job.method, job.seed) for job in jobs] == [("darts", 0), ("darts", 1)]
+    assert len({job.directory for job in jobs}) == len(jobs)
 
 
 def _exit_code(argv: list[str]) -> int:
