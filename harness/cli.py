@@ -192,14 +192,20 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import write_reports
+    from harness.report import ReportFailed, write_reports
 
-    written = write_reports(Path(args.results), Path(args.out), args.data_dir)
+    failures: list[str] = []
+    try:
+        written = write_reports(Path(args.results), Path(args.out), args.data_dir)
+    except ReportFailed as failed:
+        written, failures = failed.written, failed.failures
     print(f"wrote {len(written)} files (tables as md/tex/csv, plots as png/pdf); start at:")
     for path in written:
         if path.name == "report.md":
             print(f"  {path}")
-    return 0
+    for failure in failures:
+        print(f"harness: error: report of {failure}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:

@@ -102,6 +102,7 @@ BAD_INPUT = [
     # issue 14: one-line errors instead of tracebacks
     (["run", "--seeds", "99999999999999999999999"], "a count is at most 1000"),
     (["run", "--seeds", "0,4294967296"], "seeds must be distinct integers in 0..4294967295"),
+    (["report", "--out", "{file}"], "is not a directory"),
 ]
 
 
@@ -122,6 +123,8 @@ def bad_data(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     (root / "no_cifar").mkdir()
     (root / "no_cifar" / "nb201").symlink_to(data_dir / "nb201")
     dirs["no_cifar"] = str(root / "no_cifar")
+    (root / "a-file").write_text("not a directory\n")
+    dirs.update(file=str(root / "a-file"), dir=str(root))
     return dirs
 
 
