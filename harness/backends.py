@@ -10,6 +10,7 @@ imported only when chosen, so a plain install never needs them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import os
 import subprocess
@@ -119,10 +120,13 @@ def on_worker(index: int, job: sweep.Job, data_dir: Path, table_path: Path, gpus
 # --- joblib backends: entered by sweep._dispatch, which runs the tasks --------------------
 @contextmanager
 def local(backend: Backend, n_jobs: int) -> Iterator[Pool]:
-    """loky worker processes on this machine, one thread share each (the default)."""
+    """loky worker processes on this machine, one thread share each (the default).
+
+    Each worker ends itself when this process is gone (:func:`sweep.in_local_worker`):
+    loky's workers would otherwise outlive a killed sweep and hold its run locks."""
     del backend
     with joblib.parallel_config(backend="loky"):
-        yield Pool(sweep._indexed, n_jobs)
+        yield Pool(functools.partial(sweep.in_local_worker, os.getpid()), n_jobs)
 
 
 @contextmanager

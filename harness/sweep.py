@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -269,6 +271,36 @@ def _failed(job: Job, error: BaseException, prefix: str = "") -> dict[str, Any]:
 
 def _indexed(index: int, job: Job, *args: Any) -> tuple[int, dict[str, Any]]:
     return index, execute(job, *args)
+
+
+PARENT_POLL_S = 0.2
+"""How often a local worker checks that the sweep that started it is still alive."""
+_watched_parent: int | None = None
+
+
+def in_local_worker(parent: int, index: int, job: Job, *args: Any) -> tuple[int, dict[str, Any]]:
+    """:func:`_indexed` in a loky worker of the sweep process ``parent``, which the
+    worker does not outlive (see :func:`end_with_parent`)."""
+    end_with_parent(parent)
+    return _indexed(index, job, *args)
+
+
+def end_with_parent(parent: int) -> None:
+    """Kill this process as soon as ``parent`` is no longer its parent (it died: killed,
+    crashed, terminated). A loky worker otherwise lives on, runs the jobs already queued
+    to it and holds their run locks, so the rerun would find them "running in another
+    process". Its in-flight epoch is lost, as with any kill. Idempotent per process."""
+    global _watched_parent
+    if os.getpid() == parent or _watched_parent == parent:
+        return
+    _watched_parent = parent
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="harness-parent-watch", daemon=True).start()
 
 
 # --- the sweep ------------------------------------------------------------------------
