@@ -102,7 +102,17 @@ BAD_INPUT = [
     # issue 14: one-line errors instead of tracebacks
     (["run", "--seeds", "99999999999999999999999"], "a count is at most 1000"),
     (["run", "--seeds", "0,4294967296"], "seeds must be distinct integers in 0..4294967295"),
+    (["run", "--results", ""], "argument --results: expected a value, got an empty string"),
+    (["run", "--preset", ""], "argument --preset: expected a value, got an empty string"),
+    (["run", "--data-dir", " "], "argument --data-dir: expected a value"),
     (["report", "--out", "{file}"], "is not a directory"),
+    (["report", "--results", ""], "argument --results: expected a value"),
+    (["benchmark", "convert", "{file}", "--out", "{dir}"], "is a directory; give the CSV file"),
+    (["benchmark", "convert", "{file}", "--out", "{file}"], "exists; give --force to replace it"),
+    (["lookup", "-1"], "NB201 index -1 is out of range: expected 0..15624"),
+    (["lookup", "3.0"], "NB201 index 3.0 is not an integer: expected 0..15624"),
+    (["check", "--tolerance", "gap_acc"], "argument --tolerance: 'gap_acc': expected METRIC=VALUE"),
+    (["check", "--tolerance", "gap_acc=-1"], "with VALUE a number >= 0"),
 ]
 
 
@@ -138,7 +148,7 @@ def test_bad_input_exits_2_and_writes_nothing(
 ) -> None:
     argv = [bad_data[a[1:-1]] if a.startswith("{") else a for a in argv]
     results = tmp_path / "results"
-    extra = ["--results", str(results)] if argv[0] == "run" else []
+    extra = ["--results", str(results)] if argv[0] == "run" and "--results" not in argv else []
     if argv[0] == "run" and "--preset" not in argv:
         extra += ["--preset", "smoke"]
     assert _exit_code(argv + extra) == 2
@@ -147,6 +157,7 @@ def test_bad_input_exits_2_and_writes_nothing(
     assert len(err.strip().splitlines()) == 1, err
     assert err.startswith("harness: error: ")
     assert not results.exists()
+    assert "--set" not in err or "--set" in argv  # e.g. --tolerance errors name --tolerance
 
 
 @pytest.mark.parametrize(
@@ -190,6 +201,35 @@ def test_duplicated_methods_are_run_once_in_the_order_given(tmp_path: Path) -> N
     jobs = sweep.plan(sweep.parse_methods("darts,darts"), [0, 1], "smoke", {}, tmp_path)
     assert [(job.method, job.seed) for job in jobs] == [("darts", 0), ("darts", 1)]
     assert len({job.directory for job in jobs}) == len(jobs)
+
+
+def test_help_shows_defaults_and_the_method_option_form(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _exit_code(["run", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for default in ("(default: darts)", "(default: 1)", "(default: results)", "(default: local)"):
+        assert default in text, default
+    assert "METHOD.FIELD=VALUE" in text
+    for command in ("lookup", "check", "report"):
+        assert _exit_code([command, "--help"]) == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert "holds nb201/ and cifar10/ (default: $HARNESS_DATA" in text, command
+
+
+def test_convert_replaces_a_table_only_with_force_and_warns_when_incomplete(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = data_dir / "nats-tss-fixture" / "NATS-tss-v1_0-3ffb9-simple"
+    out = tmp_path / "table.csv"
+    out.write_text("the old table\n")
+    assert _exit_code(["benchmark", "convert", str(src), "--out", str(out)]) == 2
+    assert out.read_text() == "the old table\n"
+    capsys.readouterr()
+    assert _exit_code(["benchmark", "convert", str(src), "--out", str(out), "--force"]) == 0
+    assert out.read_text().count("\n") == 4  # header + the fixture's 3 cells
+    err = capsys.readouterr().err
+    assert "harness: warning:" in err and "holds 3 of the 15,625 cells" in err
 
 
 def _exit_code(argv: list[str]) -> int:
