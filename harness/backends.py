@@ -10,6 +10,7 @@ imported only when chosen, so a plain install never needs them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import os
 import subprocess
@@ -88,6 +89,13 @@ def check(backend: Backend) -> None:
         require(backend.name)
 
 
+def runs_here(backend: Backend) -> bool:
+    """Whether the jobs run on this machine (so its devices are theirs)."""
+    if backend.name == "slurm":
+        return backend.slurm_executor == "local"
+    return backend.name == "local" or not backend.address
+
+
 def require(name: str) -> None:
     """Import a backend's engine or say, in one line, which extra installs it."""
     for module in ENGINES[name]:
@@ -112,10 +120,13 @@ def on_worker(index: int, job: sweep.Job, data_dir: Path, table_path: Path, gpus
 # --- joblib backends: entered by sweep._dispatch, which runs the tasks --------------------
 @contextmanager
 def local(backend: Backend, n_jobs: int) -> Iterator[Pool]:
-    """loky worker processes on this machine, one thread share each (the default)."""
+    """loky worker processes on this machine, one thread share each (the default).
+
+    Each worker ends itself when this process is gone (:func:`sweep.in_local_worker`):
+    loky's workers would otherwise outlive a killed sweep and hold its run locks."""
     del backend
     with joblib.parallel_config(backend="loky"):
-        yield Pool(sweep._indexed, n_jobs)
+        yield Pool(functools.partial(sweep.in_local_worker, os.getpid()), n_jobs)
 
 
 @contextmanager

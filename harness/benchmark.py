@@ -338,7 +338,7 @@ def _check_index(index: int) -> int:
     if isinstance(index, bool) or not isinstance(index, int | np.integer):
         raise UsageError(f"NB201 index must be an integer in 0..{NUM_CELLS - 1}, got {index!r}")
     if not 0 <= index < NUM_CELLS:
-        raise UsageError(f"NB201 index must be in 0..{NUM_CELLS - 1}, got {index}")
+        raise UsageError(f"NB201 index {index} is out of range: expected 0..{NUM_CELLS - 1}")
     return int(index)
 
 

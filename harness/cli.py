@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -32,6 +37,41 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"harness: error: {message} (see `{self.prog} --help`)\n")
 
 
+def text(value: str) -> str:
+    """argparse type of every text option: an empty value is refused, never read as
+    "the current directory" (``--results ''``) or "the default" (``--preset ''``)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("expected a value, got an empty string")
+    return value
+
+
+def key_value(value: str) -> str:
+    """argparse type of ``--set``: ``KEY=VALUE`` or ``METHOD.FIELD=VALUE``."""
+    key, sep, _ = value.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: expected KEY=VALUE or METHOD.FIELD=VALUE, e.g. epochs=10 or cdao.mu=0.1"
+        )
+    return value
+
+
+def tolerance(value: str) -> str:
+    """argparse type of ``check --tolerance``: ``METRIC=VALUE``, VALUE a number >= 0."""
+    key, sep, number = value.partition("=")
+    try:
+        ok = bool(sep and key.strip()) and math.isfinite(float(number)) and float(number) >= 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: expected METRIC=VALUE with VALUE a number >= 0, e.g. gap_acc=2.0"
+        )
+    return value
+
+
+DATA_DIR_HELP = "holds nb201/ and cifar10/ (default: $HARNESS_DATA, then pyproject's data_dirs)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="harness", description="Discretization-aware differentiable NAS on NAS-Bench-201."
@@ -39,40 +79,73 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="search: every method × seed, looked up in NAS-Bench-201")
-    run.add_argument("--methods", default="darts", help="comma-separated, e.g. darts,cdao,da2s")
-    run.add_argument("--seeds", default="1", help="a count (5 → seeds 0..4) or a list (0,3,7)")
     run.add_argument(
-        "--preset", help=f"one of {', '.join(cfg.PRESETS)} (default: paper on CUDA, else proxy)"
+        "--methods", type=text, default="darts", help="comma-separated (default: %(default)s)"
     )
-    run.add_argument("--data-dir", help="holds nb201/ and cifar10/ (else $HARNESS_DATA, pyproject)")
-    run.add_argument("--results", default="results", help="results directory (default: results)")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
+    run.add_argument(
+        "--seeds",
+        type=text,
+        default="1",
+        help="a count (5 → seeds 0..4) or a list (0,3,7) (default: %(default)s)",
+    )
+    run.add_argument(
+        "--preset",
+        type=text,
+        help=f"one of {', '.join(cfg.PRESETS)} (default: paper on CUDA, else proxy)",
+    )
+    run.add_argument("--data-dir", type=text, help=DATA_DIR_HELP)
+    run.add_argument(
+        "--results", type=text, default="results", help="results directory (default: %(default)s)"
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        type=key_value,
+        metavar="KEY=VALUE",
+        help="override a config field (harness/config.py, e.g. epochs=10) or a method's "
+        "option as METHOD.FIELD=VALUE (e.g. cdao.mu=0.1); repeatable (default: the preset's)",
+    )
     run.add_argument(
         "--jobs", type=int, help="runs at a time (default: one per GPU, else one per CPU core)"
     )
     add_backend_arguments(run)
 
     lookup = sub.add_parser("lookup", help="a cell's true NAS-Bench-201 accuracies")
-    lookup.add_argument("arch", help="official arch string |op~0|+|op~0|op~1|+|...| or an index")
+    lookup.add_argument(
+        "arch", type=text, help="official arch string |op~0|+|op~0|op~1|+|...| or an index"
+    )
     lookup.add_argument("--json", action="store_true", help="print JSON")
-    lookup.add_argument("--data-dir")
+    lookup.add_argument("--data-dir", type=text, help=DATA_DIR_HELP)
 
     bench = sub.add_parser("benchmark", help="benchmark-table tools")
     bench_sub = bench.add_subparsers(dest="benchmark_command", required=True)
     convert = bench_sub.add_parser("convert", help="official .pth / NATS-Bench files → table CSV")
-    convert.add_argument("src", help="a NAS-Bench-201 .pth file or a NATS-Bench tss directory")
-    convert.add_argument("--out", required=True, help="CSV to write")
+    convert.add_argument(
+        "src", type=text, help="a NAS-Bench-201 .pth file or a NATS-Bench tss directory"
+    )
+    convert.add_argument("--out", type=text, required=True, help="CSV to write")
+    convert.add_argument("--force", action="store_true", help="replace --out if it exists")
 
     sub.add_parser("methods", help="list the registered methods")
 
     check = sub.add_parser("check", help="CI gate: did the discretization gap get worse?")
-    check.add_argument("--methods", help="comma-separated subset of the baseline's methods")
-    check.add_argument("--baseline", help="baseline JSON (default: benchmarks/gap_baseline.json)")
     check.add_argument(
-        "--tolerance", action="append", metavar="METRIC=VALUE", help="e.g. gap_acc=2.0"
+        "--methods", type=text, help="comma-separated subset of the baseline's methods"
+    )
+    check.add_argument(
+        "--baseline", type=text, help="baseline JSON (default: benchmarks/gap_baseline.json)"
+    )
+    check.add_argument(
+        "--tolerance",
+        action="append",
+        type=tolerance,
+        metavar="METRIC=VALUE",
+        help="allowed growth of a metric, e.g. gap_acc=2.0 (defaults: docs/ci-check.md)",
     )
     check.add_argument("--update", action="store_true", help="write the baseline from this run")
-    check.add_argument("--seeds", default="0,1", help="seed list for --update (default 0,1)")
+    check.add_argument(
+        "--seeds", type=text, default="0,1", help="seed list for --update (default: %(default)s)"
+    )
     check.add_argument(
         "--jobs", type=int, help="worker processes, one torch thread each (default: one per core)"
     )
@@ -82,40 +155,78 @@ def build_parser() -> argparse.ArgumentParser:
         help="diagnostic: let oneDNN, MKL and ATen pick their instruction sets "
         "(measures how much the gate depends on them; docs/ci-check.md)",
     )
-    check.add_argument("--data-dir")
+    check.add_argument("--data-dir", type=text, help=DATA_DIR_HELP)
     report = sub.add_parser("report", help="paper-style tables and plots from a results directory")
-    report.add_argument("--results", default="results", help="results directory (default: results)")
-    report.add_argument("--out", default="reports", help="where to write (default: reports)")
-    report.add_argument("--data-dir", help="for the space-optimum reference row")
+    report.add_argument(
+        "--results", type=text, default="results", help="results directory (default: %(default)s)"
+    )
+    report.add_argument(
+        "--out", type=text, default="reports", help="where to write (default: %(default)s)"
+    )
+    report.add_argument("--data-dir", type=text, help="for the space-optimum row; " + DATA_DIR_HELP)
     return parser
 
 
 def add_backend_arguments(run: argparse.ArgumentParser) -> None:
     """Where the runs execute (docs/scaling.md); validated in harness.backends."""
-    run.add_argument("--backend", default="local", help="local (default), dask, ray or slurm")
-    run.add_argument("--address", help="dask scheduler / ray cluster address (default: local)")
+    run.add_argument(
+        "--backend", type=text, default="local", help="local, dask, ray or slurm (default: local)"
+    )
+    run.add_argument(
+        "--address", type=text, help="dask scheduler / ray cluster address (default: local)"
+    )
     slurm = run.add_argument_group("--backend slurm (submitit)")
-    slurm.add_argument("--slurm-partition", help="partition to submit to")
+    slurm.add_argument("--slurm-partition", type=text, help="partition to submit to")
     slurm.add_argument("--slurm-time", type=int, metavar="MINUTES", help="per job (default 1440)")
     slurm.add_argument("--slurm-mem", type=int, metavar="GB", help="memory per job")
     slurm.add_argument("--slurm-cpus", type=int, metavar="N", help="CPUs per job (default 4)")
     slurm.add_argument("--gpus-per-job", type=int, metavar="N", help="default: 1 if runs use CUDA")
-    slurm.add_argument("--slurm-logs", metavar="DIR", help="submitit logs (default slurm-logs)")
     slurm.add_argument(
-        "--slurm-executor", default="slurm", help="slurm, or local to test without a cluster"
+        "--slurm-logs", type=text, metavar="DIR", help="submitit logs (default: slurm-logs)"
+    )
+    slurm.add_argument(
+        "--slurm-executor",
+        type=text,
+        default="slurm",
+        help="slurm, or local to test without a cluster (default: slurm)",
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with sigterm_as_interrupt():
+            return COMMANDS[args.command](args)
     except UsageError as error:
         print(f"harness: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print("harness: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+        return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so that both stop the
+    workers and end with the same message (exit 143 instead of 130)."""
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    del signum, frame
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup
+    raise Terminated
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # --- commands ------------------------------------------------------------------
@@ -133,13 +244,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = cfg.parse_overrides(args.set)
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: expected at least 1")
-    jobs = sweep.plan(method_names, seeds, preset, overrides, Path(args.results))
-    data_dir = find_data_dir(args.data_dir)
-    benchmark = Benchmark.load(data_dir)
-    check_search_files(data_dir)
-    check_writable(Path(args.results))
-    how = "given" if args.preset else "default for this machine"
-    print(f"preset {preset} ({how}); {len(jobs)} run(s) → {Path(args.results).resolve()}")
     backend = backends.Backend(
         name=args.backend,
         address=args.address,
@@ -151,6 +255,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         gpus=args.gpus_per_job,
         logs=args.slurm_logs,
     )
+    backends.check(backend)
+    jobs = sweep.plan(method_names, seeds, preset, overrides, Path(args.results))
+    if backends.runs_here(backend):
+        for device in sorted({job.config.device for job in jobs}):
+            cfg.check_device_here(device)
+    data_dir = find_data_dir(args.data_dir)
+    benchmark = Benchmark.load(data_dir)
+    check_search_files(data_dir)
+    check_writable(Path(args.results))
+    how = "given" if args.preset else "default for this machine"
+    print(f"preset {preset} ({how}); {len(jobs)} run(s) → {Path(args.results).resolve()}")
     finals = sweep.run_jobs(jobs, data_dir, benchmark, args.jobs, backend)
     print(summary_table(finals))
     failed = [f for f in finals if f["status"] == "failed"]
@@ -204,23 +319,27 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import write_reports
+    from harness.report import ReportFailed, write_reports
 
-    written = write_reports(Path(args.results), Path(args.out), args.data_dir)
+    failures: list[str] = []
+    try:
+        written = write_reports(Path(args.results), Path(args.out), args.data_dir)
+    except ReportFailed as failed:
+        written, failures = failed.written, failed.failures
     print(f"wrote {len(written)} files (tables as md/tex/csv, plots as png/pdf); start at:")
     for path in written:
         if path.name == "report.md":
             print(f"  {path}")
-    return 0
+    for failure in failures:
+        print(f"harness: error: report of {failure}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:
     from harness.benchmark import Benchmark
-    from harness.space import Cell
 
     benchmark = Benchmark.load(find_data_dir(args.data_dir))
-    text = args.arch.strip()
-    cell = benchmark.cell_at(int(text)) if text.isdigit() else Cell.from_arch_str(text)
+    cell = lookup_cell(benchmark, args.arch.strip())
     accuracies = benchmark.lookup(cell)
     if args.json:
         payload = {
@@ -238,11 +357,46 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_convert(args: argparse.Namespace) -> int:
-    from harness.convert import convert_benchmark
+def lookup_cell(benchmark: Any, arch: str) -> Any:
+    """An arch string's cell, or the cell at an NB201 index (``-1`` and ``3.0`` are
+    refused as indices, not read as malformed arch strings)."""
+    from harness.space import NUM_CELLS, Cell
 
-    frame = convert_benchmark(Path(args.src), Path(args.out))
+    if arch.startswith("|"):
+        return Cell.from_arch_str(arch)
+    try:
+        index = int(arch)
+    except ValueError:
+        if _is_number(arch):
+            raise UsageError(
+                f"NB201 index {arch} is not an integer: expected 0..{NUM_CELLS - 1}"
+            ) from None
+        return Cell.from_arch_str(arch)
+    return benchmark.cell_at(index)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from harness.convert import check_output, convert_benchmark
+    from harness.space import NUM_CELLS
+
+    out = Path(args.out)
+    check_output(out, args.force)
+    frame = convert_benchmark(Path(args.src), out)
     print(f"wrote {len(frame)} cells to {args.out}")
+    if len(frame) < NUM_CELLS:
+        print(
+            f"harness: warning: {args.src} holds {len(frame):,} of the {NUM_CELLS:,} cells; "
+            "the harness loads only a complete table",
+            file=sys.stderr,
+        )
     return 0
 
 

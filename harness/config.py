@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -17,6 +20,13 @@ from harness.errors import UsageError
 
 SEARCH_DATASETS = ("cifar10",)
 DTYPES = ("float32", "float64")
+SEARCH_SPLIT_SIZE = 25_000
+"""Images in each half of NB201's CIFAR-10 search split (``data.KNOWN_SPLITS``): the
+most ``train_size``, ``valid_size`` and ``gap_eval_size`` can take."""
+MAX_SEED = 2**32 - 1
+"""The largest seed: numpy, torch and CUDA all accept seeds below 2**32."""
+SWEEP_FIELDS = {"seed": "--seeds", "method": "--methods", "preset": "--preset"}
+"""Fields the sweep sets for each job, and the flag that sets them: never ``--set``."""
 
 
 @dataclass
@@ -121,11 +131,207 @@ def default_preset(cuda_available: bool) -> str:
 
 
 def config_keys() -> list[str]:
-    return [f.name for f in fields(Config) if f.name not in ("method_options", "method", "preset")]
+    """The fields ``--set`` may change: all but the sweep's own and the method options."""
+    owned = {*SWEEP_FIELDS, "method_options"}
+    return [f.name for f in fields(Config) if f.name not in owned]
+
+
+# --- what each field allows -----------------------------------------------------------
+@dataclass(frozen=True)
+class Rule:
+    """The values a field allows: ``allowed`` says which in words (for the error),
+    ``check`` tells whether a value is one of them."""
+
+    allowed: str
+    check: Callable[[Any], bool]
+
+
+def integer(low: int, high: int | None = None, note: str = "") -> Rule:
+    """An int in ``low..high`` (no upper bound when ``high`` is None)."""
+    span = f"an integer >= {low}" if high is None else f"an integer in {low}..{high}"
+    return Rule(span + (f" ({note})" if note else ""), lambda v: _in_range(v, low, high))
+
+
+def _in_range(value: Any, low: int, high: int | None) -> bool:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return False
+    return value >= low and (high is None or value <= high)
+
+
+def real(
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    above: bool = False,
+    below: bool = False,
+    inf: bool = False,
+    note: str = "",
+) -> Rule:
+    """A finite number (``inf`` allows +inf) with optional bounds; ``above`` / ``below``
+    make them strict. NaN is never allowed."""
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if above else '>='} {low:g}")
+    if high is not None:
+        bounds.append(f"{'<' if below else '<='} {high:g}")
+    allowed = "a number (inf allowed)" if inf else "a finite number"
+    if bounds:
+        allowed += " " + " and ".join(bounds)
+    if note:
+        allowed += f" ({note})"
+
+    def check(value: Any) -> bool:
+        if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
+            return False
+        if math.isinf(value) and not (inf and value > 0):
+            return False
+        ok_low = low is None or (value > low if above else value >= low)
+        ok_high = high is None or (value < high if below else value <= high)
+        return ok_low and ok_high
+
+    return Rule(allowed, check)
+
+
+def one_of(*choices: str) -> Rule:
+    return Rule("one of " + ", ".join(choices), lambda v: v in choices)
+
+
+BOOL = Rule("true or false", lambda v: isinstance(v, bool))
+DEVICE = Rule(
+    "auto, cpu, cuda or cuda:N (N a GPU index; other devices such as mps are not supported)",
+    lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None,
+)
+SIZE_NOTE = "0 = all"
+
+RULES: dict[str, Rule] = {
+    "dataset": one_of(*SEARCH_DATASETS),
+    "C": integer(1),
+    "N": integer(1),
+    "epochs": integer(1),
+    "batch_size": integer(1),
+    "train_size": integer(0, SEARCH_SPLIT_SIZE, SIZE_NOTE),
+    "valid_size": integer(0, SEARCH_SPLIT_SIZE, SIZE_NOTE),
+    "w_lr": real(0, above=True),
+    "w_lr_min": real(0),
+    "w_momentum": real(0, 1, below=True),
+    "w_nesterov": BOOL,
+    "w_weight_decay": real(0),
+    "grad_clip": real(0, above=True, inf=True, note="inf = no clipping"),
+    "a_lr": real(0, note="0 = alpha stays where it starts"),
+    "a_beta1": real(0, 1, below=True),
+    "a_beta2": real(0, 1, below=True),
+    "a_weight_decay": real(0),
+    "a_init_std": real(0),
+    "track_running_stats": BOOL,
+    "gap_eval_size": integer(1, SEARCH_SPLIT_SIZE),
+    "gap_eval_batch": integer(1),
+    "rank_samples": integer(0, note="0 = no ranking"),
+    "rank_eval_size": integer(0, SEARCH_SPLIT_SIZE, "0 = the whole gap eval subset"),
+    "impl": one_of("fused", "reference"),
+    "device": DEVICE,
+    "threads": integer(0, note="0 = torch's default"),
+    "deterministic": BOOL,
+    "dtype": one_of(*DTYPES),
+    "bf16": BOOL,
+    "channels_last": BOOL,
+    "compile": BOOL,
+    "seed": integer(0, MAX_SEED),
+}
+"""Every field's allowed values, checked at plan time (:func:`check_config`), before
+anything is written. ``method`` and ``preset`` are checked against the registry and
+:data:`PRESETS`; method options against :func:`option_rules`."""
+
+
+def option_rules(options_type: type) -> dict[str, Rule]:
+    """Each option's rule: the one its method declares in ``Options.RULES``, else one by
+    type (a float must be finite, an int an integer, a bool true or false)."""
+    declared: dict[str, Rule] = getattr(options_type, "RULES", {})
+    return {f.name: declared.get(f.name) or _rule_for(f.type) for f in fields(options_type)}
+
+
+def _rule_for(kind: Any) -> Rule:
+    name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    by_type = {
+        "float": real(),
+        "int": Rule("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+        "bool": BOOL,
+    }
+    return by_type.get(name, Rule("text", lambda v: isinstance(v, str)))
+
+
+def _shown(value: Any) -> str:
+    """A value as the user would type it: text quoted, booleans in lower case."""
+    if isinstance(value, str):
+        return repr(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _refuse(name: str, value: Any, allowed: str) -> UsageError:
+    return UsageError(f"{name}={_shown(value)}: {name} must be {allowed}")
+
+
+def check_config(config: Config, options_type: type | None = None) -> None:
+    """Refuse (UsageError naming the field, its value and what is allowed) a config
+    with a value outside its field's rule, or fields that do not fit together."""
+    for name, rule in RULES.items():
+        value = getattr(config, name)
+        if not rule.check(value):
+            raise _refuse(name, value, rule.allowed)
+    if options_type is not None:
+        for name, rule in option_rules(options_type).items():
+            value = config.method_options.get(name)
+            if not rule.check(value):
+                raise _refuse(f"{config.method}.{name}", value, rule.allowed)
+    _check_together(config)
+
+
+def _check_together(config: Config) -> None:
+    """Values valid alone that do not fit together (each would fail inside the job)."""
+    train = config.train_size or SEARCH_SPLIT_SIZE
+    valid = config.valid_size or SEARCH_SPLIT_SIZE
+    if config.batch_size > min(train, valid):
+        raise _refuse(
+            "batch_size",
+            config.batch_size,
+            f"at most {min(train, valid)} here (train_size {train}, valid_size {valid}: "
+            "each needs one full batch)",
+        )
+    if config.rank_eval_size > config.gap_eval_size:
+        raise _refuse(
+            "rank_eval_size",
+            config.rank_eval_size,
+            f"at most gap_eval_size ({config.gap_eval_size}); 0 = all of it",
+        )
+    if config.w_lr_min > config.w_lr:
+        raise _refuse("w_lr_min", config.w_lr_min, f"at most w_lr ({config.w_lr:g})")
+    if config.w_nesterov and config.w_momentum == 0:
+        raise _refuse("w_momentum", 0, "> 0 with w_nesterov=true (or set w_nesterov=false)")
+    if config.bf16 and config.dtype != "float32":
+        raise _refuse("bf16", True, f"false with dtype={config.dtype} (bf16 needs float32)")
+
+
+def check_device_here(device: str) -> None:
+    """Refuse a CUDA device this machine does not have (for jobs that run here)."""
+    if not device.startswith("cuda"):
+        return
+    import torch  # lazy: the rest of this module needs no torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if count == 0:
+        raise UsageError(
+            f"device={device!r}: CUDA is not available on this machine; "
+            "use --set device=cpu or device=auto"
+        )
+    if index >= count:
+        raise UsageError(
+            f"device={device!r}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}"
+        )
 
 
 def parse_value(key: str, text: str, kind: Any) -> Any:
-    """Convert ``text`` to the type of a config field, with a clear error."""
+    """Convert ``text`` to the type of a config field, with a clear error; ``key`` names
+    the setting in the message (e.g. ``--set epochs``)."""
     kind = {"int": int, "float": float, "bool": bool, "str": str}.get(kind, kind)
     try:
         if kind is bool:
@@ -141,18 +347,40 @@ def parse_value(key: str, text: str, kind: Any) -> Any:
             return float(text)
         return str(text)
     except ValueError:
-        raise UsageError(f"--set {key}={text}: expected a value of type {kind.__name__}") from None
+        raise UsageError(f"{key}={text}: expected a value of type {kind.__name__}") from None
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, str]:
-    """``["a=1", "cdao.mu=0.1"]`` → ``{"a": "1", "cdao.mu": "0.1"}``."""
+    """``["a=1", "cdao.mu=0.1"]`` → ``{"a": "1", "cdao.mu": "0.1"}``; a key given twice
+    with different values is refused (which one was meant?)."""
     result: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set epochs=10")
-        result[key.strip()] = value.strip()
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise UsageError(f"{item!r}: expected KEY=VALUE")
+        if result.get(key, value) != value:
+            raise UsageError(f"{key} given twice ({result[key]} and {value}); give it once")
+        result[key] = value
     return result
+
+
+def check_method_keys(overrides: dict[str, str], method_names: list[str]) -> None:
+    """Refuse ``METHOD.FIELD`` settings for a method the sweep does not run: they would
+    change nothing, silently."""
+    for key in overrides:
+        owner = key.partition(".")[0]
+        if "." in key and owner not in method_names:
+            raise UsageError(
+                f"--set {key}: {owner} is not among the methods run ({', '.join(method_names)}); "
+                f"add it to --methods or drop the setting"
+            )
+
+
+def _sweep_field(key: str) -> UsageError:
+    return UsageError(
+        f"--set {key}: {key} is set by the sweep for each run; use {SWEEP_FIELDS[key]} instead"
+    )
 
 
 def _unknown_key(key: str, valid: list[str]) -> UsageError:
@@ -172,8 +400,9 @@ def resolve(
     """The full config for one (method, seed): preset, then overrides.
 
     ``METHOD.FIELD`` keys for other methods are accepted and ignored here, so one
-    ``--set`` list can serve a multi-method sweep; ``all_method_keys`` lists every
-    valid such key for the error message.
+    ``--set`` list can serve a multi-method sweep (:func:`check_method_keys` refuses
+    those of methods not run); ``all_method_keys`` lists every valid such key for the
+    error message. The result passes :func:`check_config`.
     """
     if preset not in PRESETS:
         close = difflib.get_close_matches(preset, list(PRESETS), n=1)
@@ -191,20 +420,13 @@ def resolve(
                 raise _unknown_key(key, valid)
             if owner == method and options is not None:
                 option_types = {f.name: f.type for f in fields(options)}
-                setattr(options, name, parse_value(key, text, option_types[name]))
+                setattr(options, name, parse_value(f"--set {key}", text, option_types[name]))
             continue
+        if key in SWEEP_FIELDS:
+            raise _sweep_field(key)
         if key not in config_keys():
             raise _unknown_key(key, valid)
-        setattr(config, key, parse_value(key, text, types[key]))
-    if config.dataset not in SEARCH_DATASETS:
-        raise UsageError(
-            f"dataset {config.dataset!r} is not supported for search; use one of {SEARCH_DATASETS}"
-        )
-    if config.impl not in ("fused", "reference"):
-        raise UsageError(f"impl must be 'fused' or 'reference', got {config.impl!r}")
-    if config.dtype not in DTYPES:
-        raise UsageError(f"dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}")
-    if config.epochs < 1 or config.batch_size < 1:
-        raise UsageError("epochs and batch_size must be at least 1")
+        setattr(config, key, parse_value(f"--set {key}", text, types[key]))
     config.method_options = dataclasses.asdict(options) if options is not None else {}
+    check_config(config, method_options_type)
     return config

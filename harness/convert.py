@@ -84,6 +84,18 @@ _READ_ERRORS = (
 """What the official loaders raise on a damaged or foreign file."""
 
 
+def check_output(out: Path, force: bool) -> None:
+    """Refuse, before reading anything, an ``--out`` that is a directory, or an existing
+    file without ``force`` (a table is not replaced by accident)."""
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a directory; give the CSV file to write")
+    if out.exists() and not force:
+        raise UsageError(f"--out {out} exists; give --force to replace it, or another path")
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UsageError(f"--out {out}: {parent} is not a directory")
+
+
 def convert_benchmark(src: Path | str, out: Path | str | None = None) -> pd.DataFrame:
     """Read an official benchmark file into a frame with the table's columns.
 

@@ -20,7 +20,9 @@ silently; the statistics use finished runs. docs/reports.md explains each item.
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +37,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from harness import metrics, results
-from harness.errors import UsageError
+from harness.errors import UsageError, first_line
 from harness.space import EDGES, OPS, Cell
 
 ACCURACIES = tuple(results.ACCURACY_KEYS.values())
@@ -65,10 +67,22 @@ class Table:
 
 
 # --- entry point -------------------------------------------------------------------
+class ReportFailed(Exception):
+    """Some (preset, dataset) groups could not be reported; the others were written."""
+
+    def __init__(self, written: list[Path], failures: list[str]) -> None:
+        super().__init__("; ".join(failures))
+        self.written, self.failures = written, failures
+
+
 def write_reports(
     results_dir: Path, out_dir: Path, data_dir: Path | str | None = None
 ) -> list[Path]:
-    """Every table and plot for every (preset, dataset) in ``results_dir``; the paths."""
+    """Every table and plot for every (preset, dataset) in ``results_dir``; the paths.
+
+    A group that fails does not stop the others: they are written, then
+    :class:`ReportFailed` names the failed groups."""
+    results.check_writable(Path(out_dir), "--out")
     runs = results.load_runs(results_dir)
     if runs.empty:
         raise UsageError(f"no runs under {results_dir}; run `python -m harness run` first")
@@ -76,12 +90,126 @@ def write_reports(
     published = load_published()
     unreadable = runs.attrs.get("unreadable", [])
     written: list[Path] = []
+    failures: list[str] = []
     for (preset, dataset), group in runs.groupby(["preset", "dataset"], sort=True):
         target = Path(out_dir) / str(preset) / str(dataset)
-        frame = add_run_statistics(group.reset_index(drop=True))
-        warnings_ = integrity_warnings(frame, optimum, _unreadable_in(unreadable, preset, dataset))
-        written += write_group(frame, target, optimum, published, warnings_)
+        try:
+            skipped = _unreadable_in(unreadable, preset, dataset)
+            written += report_group(group, target, optimum, published, skipped)
+        except Exception as error:  # noqa: BLE001 - one group's failure must not stop the others
+            failures.append(f"{preset}/{dataset}: {type(error).__name__}: {first_line(error)}")
+    if failures:
+        raise ReportFailed(written, failures)
     return written
+
+
+def report_group(
+    group: pd.DataFrame,
+    target: Path,
+    optimum: dict[str, Any] | None,
+    published: pd.DataFrame,
+    unreadable: list[dict[str, str]],
+) -> list[Path]:
+    """One (preset, dataset): rows split by config, integrity warnings, then the files."""
+    frame, split_note = split_by_config(add_run_statistics(group.reset_index(drop=True)))
+    warnings_ = integrity_warnings(frame, optimum, unreadable)
+    notes = [split_note] if split_note else []
+    if not (frame["status"] == "finished").any():
+        notes.append(NO_FINISHED)
+    return write_group(frame, target, optimum, published, warnings_, notes)
+
+
+NO_FINISHED = (
+    "No run of this group finished: there are no statistics and no trajectory plots; "
+    "the runs and why they stopped are listed under 'Runs not in the statistics'."
+)
+
+
+# --- which runs one row pools ------------------------------------------------------------
+NOT_COMPARED = ("seed", "method", "preset", "dataset", results.TABLE_KEY, *results.EXECUTION_FIELDS)
+"""Config keys that never split a row: the seed (a row pools seeds), the row's own
+grouping, the table (flagged apart, see :func:`integrity_warnings`) and execution
+fields (they change speed, not results)."""
+OPTIONS = "method_options."
+ABSENT = "(absent)"
+
+
+def protocol(config: Any) -> dict[str, str] | None:
+    """A run's config as rows compare it: flat, values as JSON text, bar NOT_COMPARED;
+    None where the run recorded no config."""
+    if not isinstance(config, dict):
+        return None
+    flat = results.flat_config(config)
+    return {k: json.dumps(v, sort_keys=True) for k, v in flat.items() if k not in NOT_COMPARED}
+
+
+def _varying(protocols: list[dict[str, str]], keys: set[str]) -> list[str]:
+    return sorted(k for k in keys if len({p.get(k, ABSENT) for p in protocols}) > 1)
+
+
+def _value_text(value: str) -> str:
+    if value == ABSENT:
+        return value
+    decoded = json.loads(value)
+    return decoded if isinstance(decoded, str) else value
+
+
+def split_by_config(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Rows pool only runs whose configs are equal apart from seed and execution fields.
+
+    Where configs differ, each run's ``method`` becomes a label naming the differing
+    values, e.g. ``darts [epochs=1]``, so no row mixes them and every row shows its
+    protocol: shared fields that differ anywhere in the group label every row; a
+    method's options label its rows where they differ between its runs. The method
+    itself stays in ``base_method``. Returns the frame and a note ('' if nothing differs).
+    """
+    frame = frame.copy()
+    frame["base_method"] = frame["method"]
+    protocols = [protocol(c) for c in _col(frame, "config")]
+    known = [p for p in protocols if p is not None]
+    shared = _varying(known, {k for p in known for k in p if not k.startswith(OPTIONS)})
+    own: dict[str, list[str]] = {}
+    for method in frame["method"].unique():
+        mine = [p for p, m in zip(protocols, frame["method"], strict=True) if m == method and p]
+        own[method] = _varying(mine, {k for p in mine for k in p if k.startswith(OPTIONS)})
+    labels = [_label(m, p, shared, own[m]) for m, p in zip(frame["method"], protocols, strict=True)]
+    frame["method"] = _place_unknown(frame["method"].tolist(), labels)
+    differing = shared + [f"{m}.{k.removeprefix(OPTIONS)}" for m in own for k in own[m]]
+    if not differing:
+        return frame, ""
+    note = (
+        f"Runs with different configs are never pooled: rows are split by {', '.join(differing)} "
+        "(values in brackets); seed, device and threads are not compared."
+    )
+    return frame, note
+
+
+def _label(
+    method: str, protocol_: dict[str, str] | None, shared: list[str], own: list[str]
+) -> str | None:
+    """``method [key=value, ...]`` for the differing keys; None for an unknown config."""
+    if protocol_ is None:
+        return None
+    parts = [f"{k}={_value_text(protocol_.get(k, ABSENT))}" for k in shared]
+    parts += [
+        f"{method}.{k.removeprefix(OPTIONS)}={_value_text(protocol_.get(k, ABSENT))}" for k in own
+    ]
+    return f"{method} [{', '.join(parts)}]" if parts else method
+
+
+def _place_unknown(methods: list[str], labels: list[str | None]) -> list[str]:
+    """A run without a recorded config joins its method's row when the method has at
+    most one config, else gets a row of its own (``[config unknown]``)."""
+    placed = []
+    for method, label in zip(methods, labels, strict=True):
+        if label is None:
+            seen = {lab for m, lab in zip(methods, labels, strict=True) if m == method and lab}
+            if len(seen) > 1:
+                label = f"{method} [config unknown]"
+            else:
+                label = seen.pop() if seen else method
+        placed.append(label)
+    return placed
 
 
 def _unreadable_in(unreadable: list[dict[str, str]], preset: Any, dataset: Any) -> list[dict]:
@@ -115,9 +243,11 @@ def write_group(
     optimum: dict[str, Any] | None,
     published: pd.DataFrame,
     warnings_: list[str] | None = None,
+    notes: list[str] | None = None,
 ) -> list[Path]:
     """Tables, plots and ``report.md`` of one (preset, dataset); ``warnings_`` (unreadable
-    runs, table mismatches) go into every table's notes and the top of the page."""
+    runs, table mismatches) go into every table's notes and the top of the page, and
+    ``notes`` (rows split by config, no finished run) first into every table's notes."""
     out.mkdir(parents=True, exist_ok=True)
     tables = [
         nb201_table(frame, optimum, published),
@@ -125,7 +255,8 @@ def write_group(
         pairwise_table(frame),
     ]
     for table in tables:
-        table.notes = [f"WARNING: {line}" for line in warnings_ or []] + table.notes
+        flagged = [f"WARNING: {line}" for line in warnings_ or []]
+        table.notes = flagged + list(notes or []) + table.notes
     written = [path for table in tables for path in write_table(table, out)]
     plots = write_plots(frame, out)
     written += plots
@@ -519,7 +650,8 @@ def _float(value: Any) -> float:
 
 
 def save_figure(figure: Figure, stem: Path) -> list[Path]:
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    """``stem``.png and .pdf (appended: a stem such as ``alpha_darts_a_lr=0.03`` keeps its dot)."""
+    paths = [stem.with_name(f"{stem.name}.png"), stem.with_name(f"{stem.name}.pdf")]
     figure.tight_layout()
     figure.savefig(paths[0], dpi=150)
     figure.savefig(paths[1])
@@ -616,18 +748,27 @@ def plot_ranking(frame: pd.DataFrame, stem: Path) -> list[Path]:
 
 
 def write_plots(frame: pd.DataFrame, out: Path) -> list[Path]:
+    """Every plot there is data for (none of the trajectories without a finished run)."""
     epochs = epoch_frame(frame)
-    paths = plot_trajectory(
-        epochs, "c10_test", "NB201 C10 test of the cell (%)", out / "c10_test", (0.0, 100.0)
-    )
-    paths += plot_trajectory(epochs, "gap_acc", "discretization gap, acc (pt)", out / "gap_acc")
+    paths: list[Path] = []
+    if len(epochs):
+        c10 = "NB201 C10 test of the cell (%)"
+        paths += plot_trajectory(epochs, "c10_test", c10, out / "c10_test", (0.0, 100.0))
+        gap = "discretization gap, acc (pt)"
+        paths += plot_trajectory(epochs, "gap_acc", gap, out / "gap_acc")
     finished = frame[frame["status"] == "finished"]
     for method, group in finished.groupby("method", sort=True):
         alpha = mean_alpha(list(group["epochs"]))
         if len(alpha):
-            paths += plot_alpha(str(method), alpha, len(group), out / f"alpha_{method}")
+            stem = out / f"alpha_{file_name(str(method))}"
+            paths += plot_alpha(str(method), alpha, len(group), stem)
     paths += plot_ranking(frame, out / "ranking")
     return paths
+
+
+def file_name(label: str) -> str:
+    """A row label as part of a file name: ``darts [epochs=1]`` → ``darts_epochs=1``."""
+    return re.sub(r"[^A-Za-z0-9.=+-]+", "_", label).strip("_")
 
 
 # --- the gathering page ---------------------------------------------------------------

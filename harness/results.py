@@ -271,7 +271,7 @@ def identity(config: dict[str, Any], table_sha256: str | None) -> dict[str, Any]
 def differing(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """Keys whose values differ (``method_options.X`` one by one), bar execution fields;
     a run recorded before the table key existed is not held to it."""
-    old, new = _flat(recorded), _flat(wanted)
+    old, new = flat_config(recorded), flat_config(wanted)
     if TABLE_KEY not in old:
         new.pop(TABLE_KEY, None)
     absent = object()
@@ -282,7 +282,8 @@ def differing(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     )
 
 
-def _flat(data: dict[str, Any]) -> dict[str, Any]:
+def flat_config(data: dict[str, Any]) -> dict[str, Any]:
+    """``{"method_options": {"mu": 1}}`` → ``{"method_options.mu": 1}``."""
     flat: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, dict):
@@ -297,7 +298,7 @@ def config_mismatch(path: Path, recorded: dict[str, Any], wanted: dict[str, Any]
     keys = differing(recorded, wanted)
     if not keys:
         return None
-    old, new = _flat(recorded), _flat(wanted)
+    old, new = flat_config(recorded), flat_config(wanted)
     what = "another NB201 table" if keys == [TABLE_KEY] else "a different config"
     shown = ", ".join(f"{k} ({_short(old.get(k))} there, {_short(new.get(k))} now)" for k in keys)
     return (
@@ -414,21 +415,22 @@ def remove_stray_temporaries(directory: Path) -> list[Path]:
     return strays
 
 
-def check_writable(results: Path) -> None:
-    """Refuse (UsageError) a results directory where nothing can be written, before any
-    run starts; probes with an unnamed temporary file, so nothing is left behind."""
+def check_writable(results: Path, flag: str = "--results") -> None:
+    """Refuse (UsageError) an output directory (``flag``) where nothing can be written,
+    before anything starts; probes with an unnamed temporary file, so nothing is left
+    behind."""
     existing = Path(results).absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise UsageError(f"--results {results}: {existing} is not a directory")
+        raise UsageError(f"{flag} {results}: {existing} is not a directory")
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
         reason = error.strerror or str(error)
         raise UsageError(
-            f"--results {results}: cannot write in {existing} ({reason}); "
+            f"{flag} {results}: cannot write in {existing} ({reason}); "
             "choose another directory or make it writable"
         ) from None
 
@@ -517,14 +519,25 @@ def _load_run(directory: Path) -> dict[str, Any]:
         final = read_final(directory)
         row.update(_final_columns(final))
         row["epochs"] = load_epochs(directory, final)
+        row["config"] = final["config"]
         return row
     if (directory / FAILED).is_file():
         failed = read_json(directory / FAILED)
-        row.update(status="failed", reason=failed["reason"])
+        row.update(status="failed", reason=failed["reason"], config=failed.get("config"))
     else:
         row.update(status="unfinished", reason="no final.json (killed or still running)")
+        row["config"] = _recorded_config(directory)
     row["epochs"] = read_jsonl(directory / EPOCHS)
     return row
+
+
+def _recorded_config(directory: Path) -> dict[str, Any] | None:
+    """The config an unfinished run was started with; None where ``config.json`` is
+    missing or unreadable (a run killed before its first write)."""
+    try:
+        return _read_json_object(Path(directory) / CONFIG)
+    except BadFile:
+        return None
 
 
 def _final_columns(final: dict[str, Any]) -> dict[str, Any]:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -43,8 +45,13 @@ class Job:
     directory: Path
 
 
+MAX_SEED_COUNT = 1000
+"""The largest ``--seeds`` count: more is a typo (give a list to run particular seeds)."""
+
+
 def parse_seeds(text: str) -> list[int]:
-    """``"5"`` → seeds 0..4; ``"0,3,7"`` → those seeds."""
+    """``"5"`` → seeds 0..4; ``"0,3,7"`` → those seeds. Seeds are distinct, in
+    0..``MAX_SEED``; a count is at most ``MAX_SEED_COUNT``."""
     try:
         if "," in text:
             seeds = [int(part) for part in text.split(",") if part.strip()]
@@ -52,18 +59,24 @@ def parse_seeds(text: str) -> list[int]:
             count = int(text)
             if count < 1:
                 raise ValueError
+            if count > MAX_SEED_COUNT:
+                raise UsageError(
+                    f"--seeds {text}: a count is at most {MAX_SEED_COUNT}; "
+                    "give a list (e.g. 0,3,7) to run particular seeds"
+                )
             seeds = list(range(count))
     except ValueError:
         raise UsageError(
             f"--seeds {text!r}: expected a count (e.g. 5 for seeds 0..4) or a list like 0,3,7"
         ) from None
-    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise UsageError(f"--seeds {text!r}: seeds must be distinct non-negative integers")
+    if any(s < 0 or s > cfg.MAX_SEED for s in seeds) or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds {text!r}: seeds must be distinct integers in 0..{cfg.MAX_SEED}")
     return seeds
 
 
 def parse_methods(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
+    """Method names in the order given, each once (``darts, darts`` is one darts)."""
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
     if not names:
         raise UsageError("--methods: give at least one method, e.g. --methods darts,cdao")
     for name in names:
@@ -78,7 +91,8 @@ def plan(
     overrides: dict[str, str],
     results_dir: Path,
 ) -> list[Job]:
-    """Every (method, seed) job with its resolved config; validates all input first."""
+    """Every (method, seed) job with its resolved config; validates all input first
+    (every field against its rule, see :func:`harness.config.check_config`)."""
     option_keys = methods.option_keys()
     jobs = []
     for name in method_names:
@@ -87,6 +101,7 @@ def plan(
             config = cfg.resolve(preset, name, overrides, options_type, seed, option_keys)
             directory = results.run_dir(results_dir, preset, config.dataset, name, seed)
             jobs.append(Job(name, seed, config, directory))
+    cfg.check_method_keys(overrides, method_names)
     return jobs
 
 
@@ -256,6 +271,36 @@ def _failed(job: Job, error: BaseException, prefix: str = "") -> dict[str, Any]:
 
 def _indexed(index: int, job: Job, *args: Any) -> tuple[int, dict[str, Any]]:
     return index, execute(job, *args)
+
+
+PARENT_POLL_S = 0.2
+"""How often a local worker checks that the sweep that started it is still alive."""
+_watched_parent: int | None = None
+
+
+def in_local_worker(parent: int, index: int, job: Job, *args: Any) -> tuple[int, dict[str, Any]]:
+    """:func:`_indexed` in a loky worker of the sweep process ``parent``, which the
+    worker does not outlive (see :func:`end_with_parent`)."""
+    end_with_parent(parent)
+    return _indexed(index, job, *args)
+
+
+def end_with_parent(parent: int) -> None:
+    """Kill this process as soon as ``parent`` is no longer its parent (it died: killed,
+    crashed, terminated). A loky worker otherwise lives on, runs the jobs already queued
+    to it and holds their run locks, so the rerun would find them "running in another
+    process". Its in-flight epoch is lost, as with any kill. Idempotent per process."""
+    global _watched_parent
+    if os.getpid() == parent or _watched_parent == parent:
+        return
+    _watched_parent = parent
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="harness-parent-watch", daemon=True).start()
 
 
 # --- the sweep ------------------------------------------------------------------------

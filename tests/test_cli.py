@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from harness import backends, sweep
 from harness.cli import main
 
 ALL_SKIP = (
@@ -47,7 +49,7 @@ BAD_INPUT = [
     (["run", "--seeds", "two"], "--seeds"),
     (["run", "--seeds", "0,0"], "distinct"),
     (["run", "--seeds", "-1,2"], "--seeds: expected one argument"),
-    (["run", "--seeds=-1,2"], "non-negative"),
+    (["run", "--seeds=-1,2"], "seeds must be distinct integers in 0.."),
     (["run", "--jobs", "two"], "invalid int value"),
     (["run", "--bogus"], "unrecognized arguments: --bogus"),
     (["run", "--seeds", "0"], "a count"),
@@ -63,6 +65,54 @@ BAD_INPUT = [
     (["run", "--data-dir", "{rows}"], "expected 15,625"),
     (["run", "--data-dir", "{no_cifar}"], "data_batch_1"),
     (["lookup", "0", "--data-dir", "{rows}"], "expected 15,625"),
+    # issue 14: fields the sweep owns are not --set
+    (["run", "--set", "seed=7"], "seed is set by the sweep for each run; use --seeds"),
+    (["run", "--set", "method=cdao"], "use --methods"),
+    (["run", "--set", "preset=ci"], "use --preset"),
+    # issue 14: every field's range or choice, checked at plan time
+    (["run", "--set", "a_lr=nan"], "a_lr=nan: a_lr must be a finite number >= 0"),
+    (["run", "--set", "w_lr=-1"], "w_lr=-1.0: w_lr must be a finite number > 0"),
+    (["run", "--set", "C=0"], "C=0: C must be an integer >= 1"),
+    (["run", "--set", "N=0"], "N=0: N must be an integer >= 1"),
+    (["run", "--set", "train_size=100000000"], "train_size must be an integer in 0..25000"),
+    (["run", "--set", "valid_size=-1"], "valid_size=-1: valid_size must be an integer in 0..25000"),
+    (["run", "--set", "batch_size=100000"], "batch_size=100000: batch_size must be at most 256"),
+    (["run", "--set", "device=mps"], "device='mps': device must be auto, cpu, cuda or cuda:N"),
+    (["run", "--set", "device=banana"], "device='banana': device must be auto, cpu, cuda"),
+    (["run", "--set", "threads=-1"], "threads=-1: threads must be an integer >= 0"),
+    (["run", "--set", "rank_samples=-5"], "rank_samples=-5: rank_samples must be an integer >= 0"),
+    (["run", "--set", "gap_eval_size=0"], "gap_eval_size=0: gap_eval_size must be an integer in 1"),
+    (["run", "--set", "rank_eval_size=999"], "rank_eval_size must be at most gap_eval_size"),
+    (["run", "--set", "w_momentum=1"], "w_momentum=1.0: w_momentum must be a finite number >= 0"),
+    (["run", "--set", "w_momentum=0"], "w_momentum=0: w_momentum must be > 0 with w_nesterov"),
+    (
+        ["run", "--set", "grad_clip=0"],
+        "grad_clip=0.0: grad_clip must be a number (inf allowed) > 0",
+    ),
+    (["run", "--set", "dtype=float16"], "dtype='float16': dtype must be one of float32, float64"),
+    (["run", "--set", "dtype=float64", "--set", "bf16=1"], "bf16=true: bf16 must be false"),
+    (["run", "--set", "impl=fast"], "impl must be one of fused, reference"),
+    (["run", "--set", "cdao.mu=0.1"], "cdao is not among the methods run (darts)"),
+    (["run", "--methods", "cdao", "--set", "cdao.mu=nan"], "cdao.mu=nan: cdao.mu must be a finite"),
+    (["run", "--methods", "cdao", "--set", "cdao.lambda_max=2"], "cdao.lambda_max must be a"),
+    (["run", "--methods", "da2s", "--set", "da2s.alpha_every=0"], "da2s.alpha_every must be an"),
+    (["run", "--methods", "amended", "--set", "amended.hessian=exact"], "one of fd, autograd"),
+    (["run", "--methods", "constrained", "--set", "constrained.regularizer=l1"], "prox, admm"),
+    (["run", "--set", "epochs=2", "--set", "epochs=3"], "epochs given twice (2 and 3)"),
+    # issue 14: one-line errors instead of tracebacks
+    (["run", "--seeds", "99999999999999999999999"], "a count is at most 1000"),
+    (["run", "--seeds", "0,4294967296"], "seeds must be distinct integers in 0..4294967295"),
+    (["run", "--results", ""], "argument --results: expected a value, got an empty string"),
+    (["run", "--preset", ""], "argument --preset: expected a value, got an empty string"),
+    (["run", "--data-dir", " "], "argument --data-dir: expected a value"),
+    (["report", "--out", "{file}"], "is not a directory"),
+    (["report", "--results", ""], "argument --results: expected a value"),
+    (["benchmark", "convert", "{file}", "--out", "{dir}"], "is a directory; give the CSV file"),
+    (["benchmark", "convert", "{file}", "--out", "{file}"], "exists; give --force to replace it"),
+    (["lookup", "-1"], "NB201 index -1 is out of range: expected 0..15624"),
+    (["lookup", "3.0"], "NB201 index 3.0 is not an integer: expected 0..15624"),
+    (["check", "--tolerance", "gap_acc"], "argument --tolerance: 'gap_acc': expected METRIC=VALUE"),
+    (["check", "--tolerance", "gap_acc=-1"], "with VALUE a number >= 0"),
 ]
 
 
@@ -83,6 +133,8 @@ def bad_data(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     (root / "no_cifar").mkdir()
     (root / "no_cifar" / "nb201").symlink_to(data_dir / "nb201")
     dirs["no_cifar"] = str(root / "no_cifar")
+    (root / "a-file").write_text("not a directory\n")
+    dirs.update(file=str(root / "a-file"), dir=str(root))
     return dirs
 
 
@@ -96,7 +148,7 @@ def test_bad_input_exits_2_and_writes_nothing(
 ) -> None:
     argv = [bad_data[a[1:-1]] if a.startswith("{") else a for a in argv]
     results = tmp_path / "results"
-    extra = ["--results", str(results)] if argv[0] == "run" else []
+    extra = ["--results", str(results)] if argv[0] == "run" and "--results" not in argv else []
     if argv[0] == "run" and "--preset" not in argv:
         extra += ["--preset", "smoke"]
     assert _exit_code(argv + extra) == 2
@@ -105,6 +157,79 @@ def test_bad_input_exits_2_and_writes_nothing(
     assert len(err.strip().splitlines()) == 1, err
     assert err.startswith("harness: error: ")
     assert not results.exists()
+    assert "--set" not in err or "--set" in argv  # e.g. --tolerance errors name --tolerance
+
+
+@pytest.mark.parametrize(
+    ("device", "gpus", "message"),
+    [
+        ("cuda", 0, "device='cuda': CUDA is not available on this machine"),
+        ("cuda:0", 0, "CUDA is not available"),
+        ("cuda:3", 2, "device='cuda:3': this machine has 2 CUDA device(s), cuda:0..cuda:1"),
+    ],
+)
+def test_missing_cuda_device_is_refused_at_plan_time(
+    device: str,
+    gpus: int,
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Whatever GPUs this machine has: the check sees the ones patched in."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    argv = ["run", "--preset", "smoke", "--results", str(tmp_path / "r"), "--set"]
+    assert _exit_code([*argv, f"device={device}"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_cuda_device_is_not_checked_here_for_a_cluster_backend() -> None:
+    """Slurm jobs run on GPU nodes that the submitting machine need not have."""
+    assert backends.runs_here(backends.Backend())
+    assert backends.runs_here(backends.Backend(name="dask"))
+    assert not backends.runs_here(backends.Backend(name="dask", address="tcp://h:8786"))
+    assert not backends.runs_here(backends.Backend(name="slurm"))
+    assert backends.runs_here(backends.Backend(name="slurm", slurm_executor="local"))
+
+
+def test_duplicated_methods_are_run_once_in_the_order_given(tmp_path: Path) -> None:
+    assert sweep.parse_methods("darts, darts") == ["darts"]
+    assert sweep.parse_methods("darts2,darts, darts2 ,darts") == ["darts2", "darts"]
+    jobs = sweep.plan(sweep.parse_methods("darts,darts"), [0, 1], "smoke", {}, tmp_path)
+    assert [(job.method, job.seed) for job in jobs] == [("darts", 0), ("darts", 1)]
+    assert len({job.directory for job in jobs}) == len(jobs)
+
+
+def test_help_shows_defaults_and_the_method_option_form(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _exit_code(["run", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for default in ("(default: darts)", "(default: 1)", "(default: results)", "(default: local)"):
+        assert default in text, default
+    assert "METHOD.FIELD=VALUE" in text
+    for command in ("lookup", "check", "report"):
+        assert _exit_code([command, "--help"]) == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert "holds nb201/ and cifar10/ (default: $HARNESS_DATA" in text, command
+
+
+def test_convert_replaces_a_table_only_with_force_and_warns_when_incomplete(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = data_dir / "nats-tss-fixture" / "NATS-tss-v1_0-3ffb9-simple"
+    out = tmp_path / "table.csv"
+    out.write_text("the old table\n")
+    assert _exit_code(["benchmark", "convert", str(src), "--out", str(out)]) == 2
+    assert out.read_text() == "the old table\n"
+    capsys.readouterr()
+    assert _exit_code(["benchmark", "convert", str(src), "--out", str(out), "--force"]) == 0
+    assert out.read_text().count("\n") == 4  # header + the fixture's 3 cells
+    err = capsys.readouterr().err
+    assert "harness: warning:" in err and "holds 3 of the 15,625 cells" in err
 
 
 def _exit_code(argv: list[str]) -> int:

@@ -217,3 +217,93 @@ def test_two_processes_never_run_the_same_job(
     assert set(epochs) == every and set(epochs.values()) == {1}, text
     assert outcome(results_dir) == reference[0]
     print(f"\nconcurrent runs: exit codes {codes}, 'locked' reported: {'locked' in text}")
+
+
+# --- issue 14: a killed or terminated parallel sweep leaves no workers behind -------------
+PARALLEL_SEEDS = 4
+"""Four seeds over two workers: jobs are still queued when the kill lands."""
+
+
+def parallel_command(results_dir: Path) -> list[str]:
+    argv = command(results_dir)
+    argv[argv.index("--seeds") + 1] = str(PARALLEL_SEEDS)
+    argv[argv.index("--jobs") + 1] = "2"
+    return argv
+
+
+def children(pid: int) -> dict[int, str]:
+    """The live child processes of ``pid`` (Linux /proc): pid → command line."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError):
+            continue  # it ended while we looked
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found[int(stat.parent.name)] = cmdline
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie has ended: in a container nobody may reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for_line(log: Path, pattern: str, process: subprocess.Popen[bytes]) -> None:
+    """Until the sweep logs ``pattern`` (its workers are then running jobs)."""
+    while pattern not in log.read_text():
+        assert process.poll() is None, log.read_text()
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_parallel_sweep_leaves_no_worker_and_the_rerun_finishes(
+    sig: signal.Signals, tmp_path: Path, reference: tuple[dict[str, Any], float]
+) -> None:
+    """``run --jobs 2`` killed (SIGKILL) or terminated (SIGTERM) while its workers run:
+    every worker ends with it instead of running the queued jobs headless and holding
+    their locks, SIGTERM ends like Ctrl-C, and the rerun resumes and finishes (exit 0)
+    with the uninterrupted results. The 60 s wait is a liveness bound, not a speed
+    claim: an orphaned loky worker lives on for minutes (its idle timeout is 300 s)."""
+    results_dir, log = tmp_path / "results", tmp_path / "log.txt"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            parallel_command(results_dir), cwd=ROOT, env=environment(), stdout=sink, stderr=sink
+        )
+    try:
+        wait_for_line(log, " epoch 1/", process)
+        workers = children(process.pid)
+        assert sum("LokyProcess" in line for line in workers.values()) == 2, workers
+        process.send_signal(sig)
+        code = process.wait(timeout=120)
+    finally:
+        process.kill()
+    deadline = time.monotonic() + 60
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = {pid: line for pid, line in workers.items() if alive(pid)}
+    for pid in left:  # a failing test must not leave them running either
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"outlived the sweep: {left}"
+
+    text = log.read_text()
+    if sig == signal.SIGTERM:
+        assert code == 128 + signal.SIGTERM, text
+        assert text.rstrip().endswith("harness: interrupted; rerun the same command to resume")
+        assert "Traceback" not in text, text
+    else:
+        assert code == -signal.SIGKILL, text
+
+    rerun = subprocess.run(
+        parallel_command(results_dir), cwd=ROOT, env=environment(), capture_output=True
+    )
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    assert "locked" not in rerun.stderr.decode()
+    finished = outcome(results_dir)
+    assert len(finished) == PARALLEL_SEEDS
+    assert {name: finished[name] for name in reference[0]} == reference[0]

@@ -10,9 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import results, sweep
+from harness import config as cfg
+from harness import report, results, sweep
 from harness.cli import main, summary_table
-from harness.report import write_reports
+from harness.report import split_by_config, write_reports
 
 METHODS = ("darts", "darts2")
 
@@ -113,9 +114,12 @@ def test_failing_job_is_recorded_and_the_others_finish(tmp_path: Path, data_dir:
     out = tmp_path / "reports"
     write_reports(tmp_path, out, data_dir)
     table = pd.read_csv(out / "smoke" / "cifar10" / "nb201.csv").set_index("method")
-    assert table.loc["darts", "seeds"] == 1 and table.loc["darts", "failed"] == 1
+    # the failed run was made with another config (train_size), so it has a row of its own
+    ok, bad = "darts [train_size=256]", "darts [train_size=1000000000]"
+    assert table.loc[ok, "seeds"] == 1 and table.loc[ok, "failed"] == 0
+    assert table.loc[bad, "seeds"] == 0 and table.loc[bad, "failed"] == 1
     page = (out / "smoke" / "cifar10" / "report.md").read_text()
-    assert "darts seed 1: failed" in page
+    assert f"{bad} seed 1: failed" in page
 
 
 def test_unreadable_run_is_skipped_with_a_warning(tmp_path: Path) -> None:
@@ -155,3 +159,110 @@ def test_report_names_unreadable_runs_and_table_mismatches(
 def test_clean_report_has_no_warnings(report_dir: Path) -> None:
     assert "Warnings" not in (report_dir / "report.md").read_text()
     assert "WARNING" not in (report_dir / "nb201.md").read_text()
+
+
+# --- issue 14: rows never pool different configs; a bad group never stops the others ----
+def _frame(rows: list[tuple[str, dict | None]]) -> pd.DataFrame:
+    """A minimal runs frame: method and recorded config per run."""
+    base = cfg.resolve("smoke", "darts", {}, None).to_dict()
+    records = []
+    for seed, (method, change) in enumerate(rows):
+        config = None if change is None else {**base, "method": method, "seed": seed, **change}
+        records.append({"method": method, "seed": seed, "config": config})
+    return pd.DataFrame(records)
+
+
+def test_split_by_config_names_what_differs_and_ignores_seed_and_execution_fields() -> None:
+    same = _frame([("darts", {"threads": 1}), ("darts", {"threads": 2, "device": "cpu"})])
+    frame, note = split_by_config(same)
+    assert list(frame["method"]) == ["darts", "darts"] and note == ""
+
+    runs = [
+        ("darts", {"epochs": 3}),
+        ("darts", {"epochs": 1}),
+        ("darts", None),  # killed before config.json: cannot be placed
+        ("cdao", {"epochs": 3, "method_options": {"mu": 0.0}}),
+        ("cdao", {"epochs": 3, "method_options": {"mu": 1.0}}),
+    ]
+    frame, note = split_by_config(_frame(runs))
+    assert list(frame["method"]) == [
+        "darts [epochs=3]",
+        "darts [epochs=1]",
+        "darts [config unknown]",
+        "cdao [epochs=3, cdao.mu=0.0]",
+        "cdao [epochs=3, cdao.mu=1.0]",
+    ]
+    assert list(frame["base_method"]) == ["darts"] * 3 + ["cdao"] * 2
+    assert "split by epochs, cdao.mu" in note
+
+    frame, _ = split_by_config(_frame([("darts", {"epochs": 3}), ("darts", None)]))
+    assert list(frame["method"]) == ["darts", "darts"]  # one config: the unknown joins it
+
+
+def test_report_splits_rows_of_runs_made_with_different_configs(
+    sweep_dir: Path, tmp_path: Path, data_dir: Path
+) -> None:
+    """Seed 0 as the sweep made it, seed 1 with one epoch more: two rows, never pooled."""
+    root = tmp_path / "results"
+    shutil.copytree(sweep_dir / "smoke" / "cifar10" / "darts", root / "smoke/cifar10/darts")
+    run = root / "smoke" / "cifar10" / "darts" / "seed-1"
+    final = json.loads((run / results.FINAL).read_text())
+    final["config"]["epochs"] += 1
+    results.write_final(run / results.FINAL, final)
+
+    out = tmp_path / "reports"
+    write_reports(root, out, data_dir)
+    table = pd.read_csv(out / "smoke" / "cifar10" / "nb201.csv").set_index("method")
+    assert table.loc["darts [epochs=3]", "seeds"] == 1
+    assert table.loc["darts [epochs=4]", "seeds"] == 1
+    assert "darts" not in table.index
+    page = (out / "smoke" / "cifar10" / "report.md").read_text()
+    assert "never pooled: rows are split by epochs" in page
+    assert (out / "smoke" / "cifar10" / "alpha_darts_epochs=4.png").is_file()
+
+
+def test_group_without_a_finished_run_is_reported_and_the_others_too(
+    sweep_dir: Path, tmp_path: Path, data_dir: Path
+) -> None:
+    root = tmp_path / "results"
+    shutil.copytree(sweep_dir, root)
+    (root / "ci" / "cifar10" / "darts" / "seed-0").mkdir(parents=True)  # unfinished
+    failed = root / "ci" / "cifar10" / "cdao" / "seed-1"
+    failed.mkdir(parents=True)
+    results.write_json(failed / results.FAILED, {"status": "failed", "reason": "OSError: x"})
+
+    out = tmp_path / "reports"
+    assert main(["report", "--results", str(root), "--out", str(out)]) == 0
+    ci = out / "ci" / "cifar10"
+    table = pd.read_csv(ci / "nb201.csv").set_index("method")
+    assert table.loc["darts", "unfinished"] == 1 and table.loc["cdao", "failed"] == 1
+    assert table.loc["darts", "seeds"] == 0
+    assert "No run of this group finished" in (ci / "nb201.md").read_text()
+    page = (ci / "report.md").read_text()
+    assert "cdao seed 1: failed (OSError: x)" in page and "darts seed 0: unfinished" in page
+    assert not (ci / "c10_test.png").exists()
+    assert (out / "smoke" / "cifar10" / "c10_test.png").is_file()
+
+
+def test_a_failing_group_does_not_stop_the_others(
+    sweep_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = tmp_path / "results"
+    shutil.copytree(sweep_dir / "smoke", root / "aaa")  # reported first, and it fails
+    shutil.copytree(sweep_dir / "smoke", root / "smoke")
+    original = report.write_plots
+
+    def broken_for_aaa(frame: pd.DataFrame, out: Path) -> list[Path]:
+        if "aaa" in out.parts:
+            raise TypeError("a bug in one group")
+        return original(frame, out)
+
+    monkeypatch.setattr(report, "write_plots", broken_for_aaa)
+    out = tmp_path / "reports"
+    assert main(["report", "--results", str(root), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err == "harness: error: report of aaa/cifar10: TypeError: a bug in one group\n"
+    assert (out / "smoke" / "cifar10" / "report.md").is_file()

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from harness.config import Rule, one_of, real
 from harness.errors import UsageError
 from harness.methods import register
 from harness.methods.base import Batch, Method, StepContext, norm, shifted_weights, weight_params
@@ -43,6 +44,12 @@ from harness.supernet import SuperNet
 @dataclass
 class Options:
     """Amended-gradient hyper-parameters; all [I] (no published values)."""
+
+    RULES: ClassVar[dict[str, Rule]] = {  # checked at plan time (config.check_config)
+        "normalize_c": real(0, note="0 = off"),
+        "fd_radius": real(0, above=True),
+        "hessian": one_of("fd", "autograd"),
+    }
 
     eta: float = 0.1  # η, the stand-in for H⁻¹ ≈ ηH
     normalize_c: float = 0.0  # 0 = off; else ‖ηz‖ := c·‖∇_α L_val‖

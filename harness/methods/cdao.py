@@ -26,12 +26,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from harness.config import Rule, integer, real
 from harness.methods import register
 from harness.methods.base import Batch, Method, StepContext
 from harness.space import NUM_OPS
@@ -40,6 +41,14 @@ from harness.space import NUM_OPS
 @dataclass
 class Options:
     """CDAO hyper-parameters; every one is [I] (no published values)."""
+
+    RULES: ClassVar[dict[str, Rule]] = {  # checked at plan time (config.check_config)
+        "t0_frac": real(0, 1),
+        "ramp_end_frac": real(0, 1),
+        "lambda_max": real(0, 1),
+        "mu": real(0),
+        "loss_gap_every": integer(0, note="0 = off"),
+    }
 
     t0_frac: float = 0.2  # λ_t = 0 before this fraction of the epochs (10 of 50)
     ramp_end_frac: float = 0.8  # λ_t reaches lambda_max here (0.8T) and is held

@@ -39,13 +39,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness.config import Config
+from harness.config import Config, Rule, integer, one_of, real
 from harness.errors import UsageError
 from harness.methods import register
 from harness.methods.base import Batch, Method, StepContext
@@ -63,6 +63,17 @@ CHOICES = {
 @dataclass
 class Options:
     """Hyper-parameters; all [S] from the DARTS-PRIME code unless marked [I]."""
+
+    RULES: ClassVar[dict[str, Rule]] = {  # checked at plan time (config.check_config)
+        **{key: one_of(*allowed) for key, allowed in CHOICES.items()},
+        "rho": real(0),
+        "sched_freq": integer(1),
+        "gamma": real(0, 1),
+        "threshold_factor": real(0, above=True),
+        "admm_freq": integer(1),
+        "admm_u_ewma": real(0, 1),
+        "init_noise": real(0),
+    }
 
     activation: str = "softmax"  # "softmax" (README's recommendation) or "crb"
     regularizer: str = "prox"  # "prox", "admm" or "none"

@@ -34,11 +34,12 @@ and 3e-3 after.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from harness.config import Rule, integer, one_of, real
 from harness.errors import UsageError
 from harness.methods import register
 from harness.methods.base import Batch, Method, StepContext
@@ -47,6 +48,16 @@ from harness.methods.base import Batch, Method, StepContext
 @dataclass
 class Options:
     """DA2S hyper-parameters: [S] values from the DAAS NB201 code unless marked [I]."""
+
+    RULES: ClassVar[dict[str, Rule]] = {  # checked at plan time (config.check_config)
+        "lambda_max": real(0),
+        "interval_frac": real(0, 1),
+        "alpha_every": integer(1),
+        "alpha_optimizer": one_of("adam", "sgd"),
+        "sgd_lr": real(0),
+        "sgd_momentum": real(0, 1, below=True),
+        "sgd_weight_decay": real(0),
+    }
 
     lambda_max: float = 0.5  # [S] the code's "/ 2"; ablations {0.1, 0.5, 1}
     interval_frac: float = 0.3  # [S] interval = 15 of 50 epochs, as a fraction [I]

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from harness.config import Rule, one_of, real
 from harness.errors import UsageError
 from harness.methods import register
 from harness.methods.base import Batch, Method, StepContext
@@ -42,6 +43,14 @@ STAGES = 3
 @dataclass
 class Options:
     """RDARTS hyper-parameters; all [I] (spec §7.3)."""
+
+    RULES: ClassVar[dict[str, Rule]] = {  # checked at plan time (config.check_config)
+        "adapt": one_of("ratio", "dual", "fixed"),
+        "kappa": real(0),
+        "eps": real(0, above=True),
+        "delta": real(0),
+        "eta_lambda": real(0),
+    }
 
     adapt: str = "ratio"  # "ratio", "dual" or "fixed"
     kappa: float = 0.1  # ratio: Reg's share κ of the cross-entropy

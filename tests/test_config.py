@@ -1,0 +1,92 @@
+"""Every config field and method option has a declared range or choice (issue 14), the
+defaults and presets satisfy them, and a bad value is refused at plan time."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+
+from harness import config as cfg
+from harness import data, methods, sweep
+from harness.errors import UsageError
+
+
+def test_every_config_field_has_a_rule() -> None:
+    """A new field must declare what it allows; the sweep's own fields are not --set."""
+    fields = {f.name for f in dataclasses.fields(cfg.Config)}
+    assert set(cfg.RULES) == fields - {"method", "preset", "method_options"}
+    assert set(cfg.config_keys()) == set(cfg.RULES) - {"seed"}
+
+
+def test_every_text_or_integer_method_option_declares_its_rule() -> None:
+    """Floats and booleans have a default rule (finite, true/false); a text option needs
+    its choices and an integer option its range."""
+    for name, cls in methods.registry().items():
+        declared = getattr(cls.Options, "RULES", {})
+        for field in dataclasses.fields(cls.Options):
+            if field.type in ("str", "int", str, int):
+                assert field.name in declared, f"{name}.{field.name}"
+        assert set(declared) <= {f.name for f in dataclasses.fields(cls.Options)}, name
+
+
+@pytest.mark.parametrize("preset", list(cfg.PRESETS))
+def test_every_preset_and_method_default_passes_its_rules(preset: str) -> None:
+    for name, cls in methods.registry().items():
+        config = cfg.resolve(preset, name, {}, cls.Options, 0, methods.option_keys())
+        cfg.check_config(config, cls.Options)  # raises on a bad default
+
+
+def test_split_size_is_the_data_modules() -> None:
+    names, size, _ = data.KNOWN_SPLITS["cifar10_valid_split"]
+    assert names == ("train", "valid") and size == cfg.SEARCH_SPLIT_SIZE
+
+
+def test_number_rules_refuse_nan_inf_and_booleans() -> None:
+    finite = cfg.real(0)
+    assert finite.check(0) and finite.check(2.5)
+    for bad in (math.nan, math.inf, -1.0, True, "1"):
+        assert not finite.check(bad), bad
+    clip = cfg.RULES["grad_clip"]
+    assert clip.check(math.inf) and not clip.check(-math.inf) and not clip.check(0.0)
+    assert cfg.integer(1).check(1) and not cfg.integer(1).check(1.0)
+    assert not cfg.integer(0, 3).check(4) and not cfg.integer(0).check(False)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"a_lr": "inf"}, "a_lr=inf: a_lr must be a finite number >= 0"),
+        ({"w_lr": "0.01", "w_lr_min": "0.1"}, "w_lr_min=0.1: w_lr_min must be at most w_lr"),
+        ({"train_size": "64", "batch_size": "65"}, "batch_size must be at most 64"),
+        ({"a_beta2": "1"}, "a_beta2=1.0: a_beta2 must be a finite number >= 0 and < 1"),
+    ],
+)
+def test_values_that_do_not_fit_are_refused(overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        cfg.resolve("smoke", "darts", overrides, None)
+
+
+def test_a_bad_value_is_refused_before_any_job_is_planned(tmp_path: Path) -> None:
+    """The corrected command is never refused by files the bad one left behind."""
+    with pytest.raises(UsageError, match="C=0"):
+        sweep.plan(["darts", "cdao"], [0, 1], "smoke", {"C": "0"}, tmp_path / "results")
+    assert not (tmp_path / "results").exists()
+    jobs = sweep.plan(["darts"], [0], "smoke", {"C": "2"}, tmp_path / "results")
+    assert jobs[0].config.C == 2
+
+
+def test_sweep_fields_cannot_be_set() -> None:
+    for key, flag in cfg.SWEEP_FIELDS.items():
+        with pytest.raises(UsageError, match=f"use {flag} instead"):
+            cfg.resolve("smoke", "darts", {key: "1"}, None)
+
+
+def test_method_options_for_methods_not_run_are_refused(tmp_path: Path) -> None:
+    overrides = {"cdao.mu": "0.1"}
+    with pytest.raises(UsageError, match="cdao is not among the methods run"):
+        sweep.plan(["darts"], [0], "smoke", overrides, tmp_path)
+    jobs = sweep.plan(["darts", "cdao"], [0], "smoke", overrides, tmp_path)
+    assert [job.config.method_options.get("mu") for job in jobs] == [None, 0.1]
