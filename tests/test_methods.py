@@ -63,7 +63,7 @@ def make(name: str, epochs: int = 50, **options: Any) -> tuple[Method, StepConte
     cls = method_class(name)
     opts = cls.Options(**options)
     model = SuperNet(C=4, N=1, **cls.supernet_options(opts))
-    config = Config(epochs=epochs)
+    config = Config(epochs=epochs, dtype="float64")
     method = cls(model, config, opts, CPU)
     w_optimizer = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9, weight_decay=5e-4)
     return method, context(method, w_optimizer, epoch=0, epochs=epochs)
