@@ -417,10 +417,14 @@ def test_rdarts_ratio_and_dual_weights() -> None:
     valid = make_batch()
     probs = method.alpha.softmax(-1)
     ce, reg = ctx.loss(valid, probs), stage_distance(probs)
-    loss = ce + 0.1 * ce.detach() / (reg.detach() + 1e-3) * reg
+    loss = ce + 0.1 * ce.detach() / (reg.detach() + 1e-12) * reg
     (expected,) = torch.autograd.grad(loss, method.alpha)
     method.arch_step(ctx, make_batch(seed=2), valid)
     assert close(method.alpha.grad, expected)
+    assert method.telemetry()["reg_share"] == pytest.approx(0.1, rel=1e-9)  # Reg holds κ of L_CE
+    at_init, ctx = make("rdarts")  # R ≈ 1e-6 at α init: the share must hold there too
+    at_init.arch_step(ctx, make_batch(seed=2), valid)
+    assert at_init.telemetry()["reg_share"] == pytest.approx(0.1, rel=1e-4)
 
     dual, ctx = make("rdarts", adapt="dual", lambda_init=1.0)
     with torch.no_grad():
