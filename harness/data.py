@@ -566,6 +566,8 @@ class SearchData:
     split_name: str
     fingerprint: str
     num_classes: int = 10
+    train_fraction: float | None = None  # a method's own split of the pooled images
+    eval_in_train: int = 0  # gap-eval images the weights also train on (such a split only)
 
     def info(self) -> dict[str, Any]:
         """What a run records about its data."""
@@ -580,6 +582,8 @@ class SearchData:
             "valid_batches_per_epoch": self.valid.batches_per_epoch,
             "normalization": {"mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)},
             "crop_padding": self.train.pad,
+            "train_fraction": self.train_fraction,
+            "eval_in_train": self.eval_in_train,
             "cifar10_sha256": self.fingerprint,
             "device": str(self.train.images.device),
         }
@@ -592,6 +596,22 @@ def _take(indices: np.ndarray, size: int, what: str) -> np.ndarray:
     return indices[: size or len(indices)]
 
 
+def pooled_split(
+    train_idx: np.ndarray, valid_idx: np.ndarray, fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both halves pooled, the weights' share ``fraction`` of them (floored, as DARTS-PRIME's
+    ``train_portion``); the α share is the front of the valid half, where the
+    gap-eval images also come from, so they stay out of training where they fit."""
+    total = len(train_idx) + len(valid_idx)
+    n_valid = total - math.floor(fraction * total)
+    if not 0 < n_valid <= len(valid_idx):
+        raise UsageError(
+            f"a train fraction of {fraction:.4g} leaves {n_valid} of {total} images for α; "
+            f"it must leave between 1 and the valid half's {len(valid_idx)}"
+        )
+    return np.concatenate([train_idx, valid_idx[n_valid:]]), valid_idx[:n_valid]
+
+
 def build_search_data(
     data_dir: Path,
     device: torch.device | str,
@@ -602,17 +622,22 @@ def build_search_data(
     seed: int,
     dtype: torch.dtype = torch.float32,
     split_name: str = "cifar10_valid_split",
+    train_fraction: float | None = None,
 ) -> SearchData:
     """CIFAR-10 search data on ``device`` from the official NB201 train/valid split.
 
     Only the selected images move to the device, once, as uint8. The train and
-    valid loaders draw from independent streams derived from ``seed``.
+    valid loaders draw from independent streams derived from ``seed``. With
+    ``train_fraction`` the selected images of both halves are re-split
+    (:func:`pooled_split`).
     """
     train_set, _ = load_cifar10(data_dir)
     split = load_split(data_dir, split_name)
     train_idx = _take(split["train"], train_size, "train_size")
     valid_idx = _take(split["valid"], valid_size, "valid_size")
     eval_idx = _take(split["valid"], eval_size, "eval_size")
+    if train_fraction is not None:
+        train_idx, valid_idx = pooled_split(train_idx, valid_idx, train_fraction)
     search_train = train_set.subset(train_idx).to(device)
     search_valid = train_set.subset(valid_idx).to(device)
     evaluation = train_set.subset(eval_idx).to(device)
@@ -637,4 +662,6 @@ def build_search_data(
         eval_labels=evaluation.labels,
         split_name=split_name,
         fingerprint=cifar10_fingerprint(data_dir),
+        train_fraction=train_fraction,
+        eval_in_train=int(np.isin(eval_idx, train_idx).sum()) if train_fraction else 0,
     )

@@ -109,6 +109,7 @@ def torch_dtype(config: Config) -> torch.dtype:
 
 def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchState:
     dtype = torch_dtype(config)
+    method_class, options = methods.method_class(config.method), methods.options_for(config)
     data = build_search_data(
         data_dir,
         device,
@@ -118,8 +119,9 @@ def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchS
         config.gap_eval_size,
         config.seed,
         dtype=dtype,
+        train_fraction=method_class.train_fraction(options),
     )
-    extra = methods.method_class(config.method).supernet_options(methods.options_for(config))
+    extra = method_class.supernet_options(options)
     model = SuperNet(
         config.C, config.N, data.num_classes, config.impl, config.track_running_stats, **extra
     ).to(device=device, dtype=dtype)

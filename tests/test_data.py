@@ -343,6 +343,18 @@ def test_drop_last_and_too_small_sets() -> None:
 # ---------------------------------------------------------------- search data
 
 
+def test_pooled_split_gives_the_weights_their_share_and_alpha_the_front_of_valid() -> None:
+    train, valid = np.arange(0, 600), np.arange(1000, 1500)
+    new_train, new_valid = data.pooled_split(train, valid, 10 / 11)
+    assert (len(new_train), len(new_valid)) == (1000, 100)  # floor(1100·10/11) = 1000
+    assert new_valid.tolist() == list(range(1000, 1100))
+    assert sorted(np.concatenate([new_train, new_valid]).tolist()) == sorted(
+        np.concatenate([train, valid]).tolist()
+    )
+    with pytest.raises(UsageError, match="train fraction"):
+        data.pooled_split(train, valid, 0.3)  # would need train images for α
+
+
 def test_build_search_data(data_dir: Path, cifar10: tuple[data.ImageSet, data.ImageSet]) -> None:
     kwargs = dict(batch_size=64, train_size=640, valid_size=320, eval_size=100)
     built = data.build_search_data(data_dir, "cpu", seed=0, **kwargs)

@@ -27,7 +27,7 @@ from harness.methods.amended import amended_gradient, hessian_vector, mixed_hess
 from harness.methods.base import Method, StepContext, weight_params
 from harness.methods.cdao import Options as CdaoOptions
 from harness.methods.cdao import blended_weights, cdao_lambda, coarse_gradient
-from harness.methods.constrained import prox_penalty
+from harness.methods.constrained import projection, prox_penalty
 from harness.methods.da2s import Options as Da2sOptions
 from harness.methods.da2s import da2s_lambda, edge_entropy, sharpen
 from harness.methods.rdarts import disagreement_rate, stage_distance
@@ -63,7 +63,7 @@ def make(name: str, epochs: int = 50, **options: Any) -> tuple[Method, StepConte
     cls = method_class(name)
     opts = cls.Options(**options)
     model = SuperNet(C=4, N=1, **cls.supernet_options(opts))
-    config = Config(epochs=epochs)
+    config = Config(epochs=epochs, dtype="float64")
     method = cls(model, config, opts, CPU)
     w_optimizer = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9, weight_decay=5e-4)
     return method, context(method, w_optimizer, epoch=0, epochs=epochs)
@@ -192,63 +192,80 @@ def test_da2s_loss_adds_lambda_times_hand_computed_entropy() -> None:
     entropy = float(edge_entropy(method.edge_weights().detach()))
     assert entropy == pytest.approx(hand, rel=1e-12)
 
-    ctx = at_epoch(method, ctx, 49)  # λ_t = λ_max = 0.5
+    ctx = at_epoch(method, ctx, 49)  # λ_t = (49 − 16)/49/2, the code's last value
     valid = make_batch()
     ce = ctx.loss(valid, method.edge_weights())
     added = float((method.arch_loss(ctx, valid) - ce).detach())
-    assert added == pytest.approx(0.5 * hand, rel=1e-12)
+    assert added == pytest.approx(33 / 49 / 2 * hand, rel=1e-12)
 
 
-def test_da2s_ramp() -> None:
+def test_da2s_ramp_is_the_codes_over_50_epochs_and_stretches_with_the_run() -> None:
     opts = Da2sOptions()
-    assert all(da2s_lambda(t, 50, opts) == 0 for t in range(16))
-    assert da2s_lambda(49, 50, opts) == pytest.approx(0.5)
-    assert da2s_lambda(32, 50, opts) == pytest.approx(0.5 * 17 / 34)
-    ramp = [da2s_lambda(t, 50, opts) for t in range(50)]
-    assert ramp == sorted(ramp)
+    # DAAS: linear(epoch − 15)/2 with linear(e) = max(0, (e − 1)/49), 0-based epoch of 50
+    code = {t: max(0.0, (t - 15 - 1) / 49) / 2 for t in range(50)}
+    assert {t: da2s_lambda(t, 50, opts) for t in range(50)} == pytest.approx(code, abs=1e-15)
+    assert da2s_lambda(16, 50, opts) == 0 and da2s_lambda(17, 50, opts) == pytest.approx(1 / 98)
+    assert da2s_lambda(49, 50, opts) == pytest.approx(0.3367, abs=1e-4)
+    # 10 epochs: t' = 5t, so epochs 0-3 are 0, epoch 4 is (20 − 16)/49/2, epoch 9 (45 − 16)/49/2
+    short = [da2s_lambda(t, 10, opts) for t in range(10)]
+    assert short[:4] == [0, 0, 0, 0]
+    assert short[4] == pytest.approx(4 / 98) and short[9] == pytest.approx(29 / 98)
+    assert da2s_lambda(49, 50, Da2sOptions(lambda_max=1.0)) == pytest.approx(33 / 49)
 
 
-def test_da2s_single_level_steps_on_train_batch_every_k_after_the_interval() -> None:
-    method, ctx = make("da2s", epochs=10, single_level=True)
+def test_da2s_single_level_steps_on_train_batch_every_k_with_lr_zero_before_the_interval() -> None:
+    method, ctx = make("da2s", epochs=10, single_level=True, alpha_optimizer="sgd")
     assert method.alpha_first
     train, valid = make_batch(seed=3), make_batch(seed=4)
     before = method.alpha.detach().clone()
-    method.arch_step(ctx, train, valid)  # epoch 0 < interval 3: frozen
+    method.arch_step(ctx, train, valid)  # epoch 0 < interval 3: a step at lr 0, as the code's
     assert torch.equal(method.alpha, before)
+    buffer = method.optimizer.state[method.alpha]["momentum_buffer"]
+    (frozen_grad,) = torch.autograd.grad(method.arch_loss(ctx, train), method.alpha)
+    assert close(buffer, frozen_grad + 1e-3 * before)  # the momentum buffer fills meanwhile
     ctx = at_epoch(method, ctx, 5, step=1)  # not a multiple of alpha_every
     method.arch_step(ctx, train, valid)
     assert torch.equal(method.alpha, before)
     ctx = at_epoch(method, ctx, 5, step=5)
     (expected,) = torch.autograd.grad(method.arch_loss(ctx, train), method.alpha)
+    start = method.edge_weights().detach()
     method.arch_step(ctx, train, valid)
     assert not torch.equal(method.alpha, before)
     assert close(method.alpha.grad, expected)
+    # the weight step of this step trains at the α the α gradient saw (one joint backward)
+    assert torch.equal(method.weight_step_weights(), start)
+    assert not torch.equal(method.edge_weights().detach(), start)
 
 
 # --- constrained (Maile et al. / DARTS-PRIME) ------------------------------------
 def test_constrained_dynamic_schedule_follows_threshold() -> None:
+    """The code's sequence per step: decide on F̄ of the previous weight steps, α step,
+    weight step, update F̄ (which starts at the first measured value)."""
     method, ctx = make("constrained")
+    assert method.alpha_first and method.fisher is None
     norms = [0.5, 0.5, 2.0, 3.0, 3.0, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
-    fisher, theta, taken = 0.0, 1.0, []
+    fisher, theta, taken = None, 1.0, []
     for g in norms:
-        method.after_weight_step(ctx, torch.tensor(g))
-        fisher = 0.2 * g**2 + 0.8 * fisher
-        assert method.fisher == pytest.approx(fisher)
         before = method.alpha.detach().clone()
         method.arch_step(ctx, make_batch(), make_batch(seed=2))
-        step = 0 < fisher < theta
+        step = fisher is not None and 0 < fisher < theta
         theta *= 1.05**-10 if step else 1.05
         assert method.threshold == pytest.approx(theta)
         assert (not torch.equal(method.alpha, before)) == step
         taken.append(step)
+        method.after_weight_step(ctx, torch.tensor(g))
+        fisher = g**2 if fisher is None else 0.2 * g**2 + 0.8 * fisher
+        assert method.fisher == pytest.approx(fisher)
+    assert taken[0] is False  # no F̄ yet, as the code's −1 sentinel
     assert any(taken) and not all(taken)
     assert method.telemetry()["alpha_steps"] == sum(taken)
 
 
 def test_constrained_fixed_schedule_steps_every_s() -> None:
     method, ctx = make("constrained", schedule="fixed", sched_freq=3)
-    decisions = [method.decide() for _ in range(9)]
-    assert decisions == [False, False, True] * 3
+    decisions = [method.decide(step) for step in [0, 1, 2, 3] * 2]  # two epochs of 4 steps
+    # the code's (step + 1) % s within each epoch, not a count across epochs
+    assert decisions == [False, False, True, False] * 2
 
 
 def test_constrained_crb_pruning_is_permanent_and_skips_compute() -> None:
@@ -281,28 +298,57 @@ def test_constrained_prox_value_by_hand() -> None:
     with torch.no_grad():
         method.alpha.zero_()
         method.alpha[0, 3] = math.log(3.0)  # p_0 = [1,1,1,3,1]/7
-    ctx = at_epoch(method, ctx, 5)  # τ/T = 0.5
+    ctx = at_epoch(method, ctx, 5)  # τ = 5 + 1/10 (the code's clock counts this step): τ/T = 0.51
     p0 = [1 / 7] * 3 + [3 / 7] + [1 / 7]
     squares = sum(v**2 for v in p0) - 2 * 3 / 7 + 1
-    squares += 5 * (4 * 0.2**2 + 0.8**2)  # uniform edges project to `none` (index 0)
-    hand = 0.5 * (0.1 / 2) * math.sqrt(squares)
+    squares += 5 * (4 * 0.2**2 + 0.8**2)  # uniform edges project to the first non-none op
+    hand = 0.51 * (0.1 / 2) * math.sqrt(squares)
     penalty = float(method.penalty(ctx, method.edge_weights()).detach())
     assert penalty == pytest.approx(hand, rel=1e-12)
     alive = torch.ones(6, 5, dtype=torch.bool)
-    value = prox_penalty(method.edge_weights().detach(), alive, 5.0, 10, 0.1)
+    value = prox_penalty(method.edge_weights().detach(), alive, 5.1, 10, 0.1)
     assert float(value) == pytest.approx(hand, rel=1e-12)
 
 
-def test_constrained_admm_updates_z_and_u() -> None:
+def test_constrained_projects_never_onto_none_but_derives_with_it() -> None:
+    method, ctx = make("constrained")
+    with torch.no_grad():
+        method.alpha.zero_()
+        method.alpha[:, 0] = 2.0  # `none` leads every edge
+        method.alpha[:, 3] = 1.0  # nor_conv_3x3 is the best of the rest
+    weights = method.edge_weights().detach()
+    assert projection(weights, method.alive).argmax(-1).tolist() == [3] * 6  # DARTS-PRIME _parse
+    assert method.derive().ops == ("none",) * 6  # NB201 lookup: argmax over all five
+    # the prox penalty pulls toward nor_conv_3x3, not toward `none`
+    ctx = at_epoch(method, ctx, 25)
+    (grad,) = torch.autograd.grad(method.penalty(ctx, method.edge_weights()), method.alpha)
+    assert (grad[:, 3] < 0).all() and (grad[:, 0] > 0).all()
+
+
+def test_constrained_admm_starts_at_alpha_and_updates_z_and_u() -> None:
     method, ctx = make("constrained", regularizer="admm", schedule="every", admm_freq=2)
+    with torch.no_grad():
+        method.alpha.normal_(0, 1)
+        method.alpha[:, 0] = 5.0  # `none` leads: Z must still avoid it
+    fresh, _ = make("constrained", regularizer="admm")
+    assert torch.equal(fresh.z, fresh.alpha.detach()) and not fresh.u.any()  # Z₀ = α (the code)
+    method.z = method.alpha.detach().clone()
     z0 = method.z.clone()
     method.arch_step(ctx, make_batch(), make_batch(seed=2))
     assert torch.equal(method.z, z0) and not method.u.any()
     method.arch_step(ctx, make_batch(), make_batch(seed=2))
     weights = method.edge_weights().detach()
-    expected_z = F.one_hot(weights.argmax(-1), NUM_OPS).to(weights.dtype)
+    expected_z = F.one_hot(weights[:, 1:].argmax(-1) + 1, NUM_OPS).to(weights.dtype)
     assert torch.equal(method.z, expected_z)
     assert torch.allclose(method.u, weights - expected_z)
+    u1 = method.u.clone()
+    method.options.admm_u_ewma = 0.5
+    for _ in range(2):
+        method.arch_step(ctx, make_batch(), make_batch(seed=2))
+    weights = method.edge_weights().detach()
+    expected_z = F.one_hot((weights + u1)[:, 1:].argmax(-1) + 1, NUM_OPS).to(weights.dtype)
+    assert torch.equal(method.z, expected_z)
+    assert torch.allclose(method.u, 0.5 * u1 + weights - expected_z)  # U ← c·U + (A − Z)
 
 
 def test_constrained_state_round_trips_through_a_checkpoint() -> None:
@@ -371,10 +417,14 @@ def test_rdarts_ratio_and_dual_weights() -> None:
     valid = make_batch()
     probs = method.alpha.softmax(-1)
     ce, reg = ctx.loss(valid, probs), stage_distance(probs)
-    loss = ce + 0.1 * ce.detach() / (reg.detach() + 1e-3) * reg
+    loss = ce + 0.1 * ce.detach() / (reg.detach() + 1e-12) * reg
     (expected,) = torch.autograd.grad(loss, method.alpha)
     method.arch_step(ctx, make_batch(seed=2), valid)
     assert close(method.alpha.grad, expected)
+    assert method.telemetry()["reg_share"] == pytest.approx(0.1, rel=1e-9)  # Reg holds κ of L_CE
+    at_init, ctx = make("rdarts")  # R ≈ 1e-6 at α init: the share must hold there too
+    at_init.arch_step(ctx, make_batch(seed=2), valid)
+    assert at_init.telemetry()["reg_share"] == pytest.approx(0.1, rel=1e-4)
 
     dual, ctx = make("rdarts", adapt="dual", lambda_init=1.0)
     with torch.no_grad():
@@ -527,6 +577,20 @@ def test_every_registered_method_completes_a_smoke_run(tmp_path: Path) -> None:
     torch.set_default_dtype(torch.float32)
     run_cli(names, tmp_path, ["epochs=2", "train_size=128", "valid_size=128"])
     check_runs(names, tmp_path, 2)
+
+
+def test_constrained_dyno_split_trains_weights_on_ten_elevenths(tmp_path: Path) -> None:
+    cls = method_class("constrained")
+    assert cls.train_fraction(cls.Options()) is None  # off: the protocol's halves
+    assert cls.train_fraction(cls.Options(dyno_split=True)) == pytest.approx(10 / 11)
+    torch.set_default_dtype(torch.float32)
+    sizes = ["epochs=1", "train_size=256", "valid_size=256", "rank_samples=0"]
+    run_cli(["constrained"], tmp_path, [*sizes, "constrained.dyno_split=true"])
+    final = json.loads((tmp_path / "smoke/cifar10/constrained/seed-0/final.json").read_text())
+    info = final["data"]
+    assert (info["train_size"], info["valid_size"]) == (465, 47)  # floor(512·10/11), the rest
+    assert info["train_fraction"] == pytest.approx(10 / 11)
+    assert info["eval_in_train"] == 128 - 47  # smoke gap-eval images beyond the α share
 
 
 def test_method_variants_complete_a_smoke_run(tmp_path: Path) -> None:

@@ -86,6 +86,13 @@ class Method(abc.ABC):
         del options
         return {}
 
+    @classmethod
+    def train_fraction(cls, options: Any) -> float | None:
+        """Share of the pooled search images the weights train on; None = the protocol's
+        train/valid halves (a method whose source splits the data otherwise says so)."""
+        del options
+        return None
+
     # --- α and the weights it induces --------------------------------------
     def alpha_shape(self) -> tuple[int, ...]:
         return (NUM_EDGES, NUM_OPS)

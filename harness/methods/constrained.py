@@ -12,28 +12,39 @@
 * Proximity regularizer (τ/T)(ρ/2)‖A(α) − P(A(α))‖₂ (τ = fractional epoch,
   norm not squared, ρ = 0.1) or ADMM: (ρ/2)‖(A(α) − Z + U) ⊙ M‖ with Z, U
   updated every 10 α steps. First-order α steps with the DARTS Adam.
-* The README's recommended configuration — softmax activation, prox, dynamic
-  schedule — is our default.
+* The README's recommended configuration is softmax activation, prox, dynamic
+  schedule with s = 10 and ``dyno_split``; our default is that without
+  ``dyno_split``.
 
 **[I]** NB201 mapping and harness choices (spec §6.5):
 
-* P = one-hot argmax per edge over all six edges; with softmax ``none`` is a
-  candidate, with CRB it is not, and an edge whose ops are all pruned projects
-  (and derives) to ``none``.
+* P = one-hot argmax per edge over all six edges, never onto ``none``: the
+  code's ``_parse`` skips ``none`` under both activations. An edge with no live
+  op other than ``none`` (CRB, all pruned) projects to ``none``.
+* The derived cell for the NB201 lookup is the argmax over the live ops with
+  ``none`` included under softmax (the NB201/AutoDL convention), so it can differ
+  from P where ``none`` leads an edge.
 * With CRB, |O| = 4 (the live ops) in the init, and both penalties are taken
   over the live entries only (M = alive mask), so a fully pruned edge does not
   add a constant that would shrink the norm's gradient elsewhere. With softmax
   M is all ones and the penalties are exactly the spec's.
-* ADMM works in A-space: Z ← P(A(α) + U), U ← U + c·(A(α) − Z) with the code's
-  EWMA factor c = 1 by default (the source mixes α and A(α), which differ for
-  softmax).
-* The loop calls arch_step after the weight step (``alpha_first = False``), so
-  the decision uses F̄ including the step just taken. Across steps this is the
-  code's order — w step, update F̄, decide, α step, next w step — and the
-  current step's information is never stale. F̄ starts at 0 (hence "0 < F̄").
-* Not implemented: ``dyno_split`` (a 10/11 train fraction); the harness's data
-  split is owned by the loop and stays the protocol's 50/50. ``proxadj`` is
-  not implemented either.
+* Order as in the code (``train_scheduled_hard_statebn.py``): per step the
+  decision and the α step come first (``alpha_first``), on F̄ from the previous
+  weight steps, then the weight step, after which F̄ is updated. F̄ starts at the
+  first measured value (the code's −1 sentinel), so the very first step takes no
+  α step. The proximity clock τ counts the current step as done (the code ticks
+  it before the α step).
+* ADMM works in A-space, as the code's loss does: Z₀ = α as in the code (= A(α₀)
+  under CRB; under softmax the raw logits, whose uniform part the softmax
+  Jacobian annihilates), then every ``admm_freq`` α steps Z ← P(A(α) + U),
+  U ← (c·U + A(α) − Z) ⊙ M, c = ``admm_u_ewma`` = 1 (the script never passes its
+  ``--zuewma`` to the model, whose default is 1). The code adds U to α before
+  activating and accumulates α − Z; the two agree under CRB, not under softmax.
+* ``dyno_split``: the weights train on s/(1+s) = 10/11 of the pooled search
+  images and α steps on the rest (the code's ``train_portion``); the method asks
+  the loop for that split through :meth:`train_fraction`. Off by default, so
+  every method sees the protocol's 50/50 split unless asked.
+* ``proxadj`` is not implemented.
 """
 
 from __future__ import annotations
@@ -84,15 +95,22 @@ class Options:
     threshold0: float = 1.0  # θ₀
     threshold_factor: float = 1.05
     admm_freq: int = 10  # α steps between Z, U updates
-    admm_u_ewma: float = 1.0  # U's EWMA factor (code default 1); the form is [I]
+    admm_u_ewma: float = 1.0  # c in U ← c·U + (A − Z) (the model's default 1)
     init_noise: float = 1e-4  # CRB: α₀ = 1/|O| + init_noise·N(0, 1)
+    dyno_split: bool = False  # weights on s/(1+s) of the search images, α on the rest
+
+
+def argmax_live(weights: Tensor, live: Tensor) -> Tensor:
+    """Per edge the index of the largest live weight; ``none`` where no op is live."""
+    scores = weights.detach().masked_fill(~live, float("-inf"))
+    return torch.where(live.any(-1), scores.argmax(-1), NONE)
 
 
 def projection(weights: Tensor, alive: Tensor) -> Tensor:
-    """P: one-hot argmax per edge over live ops; an edge with no live op → ``none``."""
-    scores = weights.detach().masked_fill(~alive, float("-inf"))
-    index = torch.where(alive.any(-1), scores.argmax(-1), NONE)
-    return F.one_hot(index, NUM_OPS).to(weights.dtype)
+    """P: one-hot argmax per edge over the live ops other than ``none`` (``_parse``)."""
+    candidates = alive.clone()
+    candidates[:, NONE] = False
+    return F.one_hot(argmax_live(weights, candidates), NUM_OPS).to(weights.dtype)
 
 
 def prox_penalty(
@@ -108,12 +126,18 @@ class Constrained(Method):
     name = "constrained"
     summary = "Maile et al. / DARTS-PRIME: dynamic α schedule, prox/ADMM, optional CRB"
     Options = Options
-    alpha_first = False
+    alpha_first = True
 
     @classmethod
     def supernet_options(cls, options: Any) -> dict[str, Any]:
         """CRB needs BN after each node sum so clamped edges are comparable."""
         return {"node_bn": True} if options.activation == "crb" else {}
+
+    @classmethod
+    def train_fraction(cls, options: Any) -> float | None:
+        """``dyno_split``: s/(1+s) of the search images for the weights (the code's split)."""
+        s = options.sched_freq
+        return s / (1 + s) if options.dyno_split else None
 
     def __init__(
         self, model: SuperNet, config: Config, options: Options, device: torch.device
@@ -129,9 +153,10 @@ class Constrained(Method):
         if self.crb:
             self.alive[:, NONE] = False
         self._alive_host = self.alive.cpu()
-        self.threshold, self.fisher = float(options.threshold0), 0.0
+        self.threshold = float(options.threshold0)
+        self.fisher: float | None = None  # F̄; None until the first weight step
         self.calls = self.admm_count = 0
-        self.z = projection(self.edge_weights(), self.alive)
+        self.z = self.alpha.detach().clone()  # Z₀ = α, as the code initialises it
         self.u = torch.zeros_like(self.z)
         self._reset_epoch_counters()
 
@@ -158,26 +183,30 @@ class Constrained(Method):
         return self._alive_host if self.crb else None
 
     def derive(self) -> Cell:
+        """Argmax over the live ops, ``none`` included under softmax (NB201 convention)."""
         weights = self.edge_weights().detach()
-        return Cell.from_indices(projection(weights, self.alive).argmax(-1).tolist())
+        return Cell.from_indices(argmax_live(weights, self.alive).tolist())
 
     # --- the schedule ----------------------------------------------------------
     def after_weight_step(self, ctx: StepContext, grad_norm: Tensor) -> None:
-        """F̄ ← γ‖∇_w L_tr‖² + (1−γ)F̄ (a host value: the schedule decides on it)."""
+        """F̄ ← γ‖∇_w L_tr‖² + (1−γ)F̄, F̄ = the first value at the start (a host value:
+        the schedule decides on it)."""
         del ctx
         if self.options.schedule == "dynamic":
-            gamma = self.options.gamma
-            self.fisher = gamma * float(grad_norm) ** 2 + (1 - gamma) * self.fisher
+            value = float(grad_norm) ** 2
+            gamma, previous = self.options.gamma, self.fisher
+            self.fisher = value if previous is None else gamma * value + (1 - gamma) * previous
 
-    def decide(self) -> bool:
-        """Whether this call takes an α step; moves θ under the dynamic schedule."""
+    def decide(self, step: int) -> bool:
+        """Whether the call at ``step`` of its epoch takes an α step; moves θ under the
+        dynamic schedule. Fixed: every s-th step of an epoch, as the code counts."""
         opts = self.options
         self.calls += 1
         if opts.schedule == "every":
             return True
         if opts.schedule == "fixed":
-            return self.calls % opts.sched_freq == 0
-        take = 0.0 < self.fisher < self.threshold
+            return (step + 1) % opts.sched_freq == 0
+        take = self.fisher is not None and 0.0 < self.fisher < self.threshold
         factor = opts.threshold_factor ** (-opts.sched_freq) if take else opts.threshold_factor
         self.threshold *= factor
         return take
@@ -186,7 +215,8 @@ class Constrained(Method):
     def penalty(self, ctx: StepContext, weights: Tensor) -> Tensor:
         opts = self.options
         if opts.regularizer == "prox":
-            return prox_penalty(weights, self.alive, ctx.progress, ctx.epochs, opts.rho)
+            clock = ctx.progress + 1 / ctx.steps_per_epoch  # the code ticks before the α step
+            return prox_penalty(weights, self.alive, clock, ctx.epochs, opts.rho)
         if opts.regularizer == "admm":
             return (opts.rho / 2) * torch.linalg.vector_norm(
                 (weights - self.z + self.u) * self.alive
@@ -195,7 +225,7 @@ class Constrained(Method):
 
     def arch_step(self, ctx: StepContext, train: Batch, valid: Batch) -> None:
         self._epoch_calls += 1
-        if not self.decide():
+        if not self.decide(ctx.step):
             return
         weights = self.edge_weights()
         reg = self.penalty(ctx, weights)
@@ -216,7 +246,7 @@ class Constrained(Method):
         self._alive_host = self.alive.cpu()
 
     def _admm_update(self) -> None:
-        """Every ``admm_freq`` α steps: Z ← P(A + U), U ← U + c(A − Z)."""
+        """Every ``admm_freq`` α steps: Z ← P(A + U), U ← (c·U + A − Z) ⊙ M."""
         if self.options.regularizer != "admm":
             return
         self.admm_count += 1
@@ -225,7 +255,7 @@ class Constrained(Method):
         with torch.no_grad():
             weights = self.edge_weights()
             self.z = projection(weights + self.u, self.alive)
-            self.u = self.u + self.options.admm_u_ewma * (weights - self.z)
+            self.u = (self.options.admm_u_ewma * self.u + weights - self.z) * self.alive
 
     # --- telemetry and state ---------------------------------------------------
     def _reset_epoch_counters(self) -> None:
@@ -263,7 +293,8 @@ class Constrained(Method):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if not state:
             return
-        self.threshold, self.fisher = float(state["threshold"]), float(state["fisher"])
+        self.threshold = float(state["threshold"])
+        self.fisher = None if state["fisher"] is None else float(state["fisher"])
         self.calls, self.admm_count = int(state["calls"]), int(state["admm_count"])
         self.alive = state["alive"].to(self.device)
         self.z, self.u = state["z"].to(self.device), state["u"].to(self.device)

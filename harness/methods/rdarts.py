@@ -12,11 +12,19 @@ adjustment. No code or hyper-parameters are public.
   directly. Each stage's α is drawn independently, 1e-3·N(0, 1).
 * R = Σ_{s<s'} (1/|E|) Σ_e ‖p_e^(s) − p_e^(s')‖² over the three stage pairs;
   the α-step loss is L_val + λ_t R (first order, DARTS-V1 protocol).
+* The sign: + λ_t R, a penalty on the distance between stages. The abstract
+  does not give it; we read it so because it calls the term a "Reg loss"
+  weighted with cross-entropy into the validation loss that is minimised, and
+  presents RDARTS as the regularised form of the free 5-cell search whose
+  "uneven resource allocation" it criticises — a term rewarding distance would
+  push further toward that free search.
 * λ_t, option ``adapt``: ``ratio`` (default) λ = κ·sg(L_CE)/sg(R + ε) with κ = 0.1,
-  so Reg holds a fixed share of the loss; ``dual`` λ ← max(0, λ + η_λ(R − δ)) per
-  α step (δ = 0.05, η_λ = 0.01, from ``lambda_init``); ``fixed`` λ =
-  ``lambda_fixed`` (0 gives the free stage-wise ablation). ε is not given by
-  the spec; 1e-3 bounds λ at κ·L_CE/ε while the stages still agree.
+  so λR = κ·L_CE·R/(R + ε): Reg holds the share κ of the cross-entropy as long as
+  ε ≪ R. ε is only a guard against R = 0 (1e-12; R starts near 1e-6 at α init
+  1e-3·N(0, 1)); telemetry ``reg_share`` = mean λR/L_CE shows the share held.
+  ``dual`` λ ← max(0, λ + η_λ(R − δ)) per α step (δ = 0.05, η_λ = 0.01, from
+  ``lambda_init``); ``fixed`` λ = ``lambda_fixed`` (0 gives the free stage-wise
+  ablation).
 * The single looked-up genotype is the argmax of the stage-averaged weights
   (``none`` included; the base class averages 3-dim weights). Telemetry adds
   each stage's own genotype and the stage disagreement rate.
@@ -54,7 +62,7 @@ class Options:
 
     adapt: str = "ratio"  # "ratio", "dual" or "fixed"
     kappa: float = 0.1  # ratio: Reg's share κ of the cross-entropy
-    eps: float = 1e-3  # ratio: ε in sg(R + ε)
+    eps: float = 1e-12  # ratio: ε in sg(R + ε), a guard against R = 0 only
     delta: float = 0.05  # dual: target distance δ
     eta_lambda: float = 0.01  # dual: ascent step η_λ
     lambda_init: float = 0.0  # dual: initial λ
@@ -115,11 +123,13 @@ class Rdarts(Method):
             self.dual_lambda = (self.dual_lambda + step).clamp_min(0.0)
         self._reg_sum = self._reg_sum + reg.detach()
         self._weight_sum = self._weight_sum + weight.detach()
+        self._share_sum = self._share_sum + (weight * reg / ce).detach()
         self._count += 1
 
     def _reset_epoch_sums(self) -> None:
         self._reg_sum = torch.zeros((), device=self.device)
         self._weight_sum = torch.zeros((), device=self.device)
+        self._share_sum = torch.zeros((), device=self.device)
         self._count = 0
 
     def begin_epoch(self, epoch: int) -> None:
@@ -132,6 +142,7 @@ class Rdarts(Method):
         return {
             "reg_distance": float(self._reg_sum) / n if n else None,
             "reg_weight": float(self._weight_sum) / n if n else None,
+            "reg_share": float(self._share_sum) / n if n else None,
             "reg_distance_end": float(stage_distance(probs)),
             "stage_disagreement": disagreement_rate(probs),
             "stage_archs": [
