@@ -133,10 +133,15 @@ class Study:
                 got = with_env(ENVS[env_label], run)
                 verdicts = check.compare(baseline, got, check.DEFAULT_TOLERANCE)
                 failed = sorted({v.method for v in verdicts if not v.ok})
-                worst = {
-                    v.metric: round(v.delta, 4) for v in verdicts if v.method in (failed or names)
+                deltas = {v.method: {} for v in verdicts}
+                for v in verdicts:
+                    deltas[v.method][v.metric] = round(v.delta, 4)
+                rows.setdefault(label, {})[env_label] = {
+                    "failed": failed,
+                    "deltas": deltas,
+                    "now": seed_means(got),
                 }
-                rows.setdefault(label, {})[env_label] = {"failed": failed, "deltas": worst}
+        rows["_baseline"] = seed_means(baseline["methods"])
         return {"rows": rows}
 
 

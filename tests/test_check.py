@@ -110,6 +110,24 @@ def test_mismatched_baseline_is_usage_error(
     assert "table" in capsys.readouterr().err
 
 
+def test_alpha_travel_catches_a_frozen_alpha_that_barely_moved_anyway() -> None:
+    """rdarts moves α little at ci scale (distance 0.797 of uniform's 0.8); frozen, it stays
+    at 0.7999: inside the absolute α-distance tolerance, but all of its travel is gone."""
+
+    def runs(distance: float) -> dict:
+        return {"0": {"gap_acc": 5.0, "gap_loss": 0.1, "alpha_distance": distance}}
+
+    verdicts = check.compare(
+        {"methods": {"rdarts": runs(0.797)}}, {"rdarts": runs(0.7999)}, check.DEFAULT_TOLERANCE
+    )
+    worse = {v.metric for v in verdicts if not v.ok}
+    assert worse == {check.TRAVEL}
+    half = check.compare(
+        {"methods": {"rdarts": runs(0.797)}}, {"rdarts": runs(0.7984)}, check.DEFAULT_TOLERANCE
+    )
+    assert all(v.ok for v in half)  # travel 0.00375 → 0.002: shrunk by less than half
+
+
 def test_bad_jobs_is_usage_error(baseline: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--baseline", str(baseline), "--jobs", "0"]) == 2
     assert "--jobs" in capsys.readouterr().err
