@@ -298,7 +298,7 @@ def load_epochs(results: PathLike = RESULTS) -> pd.DataFrame:
 
     runs = results_files.load_runs(_results_dir(results))
     rows = [
-        {**{key: run[key] for key in EPOCH_KEYS}, **epoch_columns(record)}
+        {**{key: run[key] for key in EPOCH_KEYS}, "epoch": None, **epoch_columns(record)}
         for run in runs.to_dict("records")
         for record in run.get("epochs") or []
     ]
