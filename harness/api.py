@@ -163,7 +163,7 @@ def prepare_sweep(
     and that ``results`` is writable."""
     import torch
 
-    from harness import backends
+    from harness import backends, board
     from harness import config as cfg
     from harness import sweep as sweeps
     from harness.benchmark import Benchmark
@@ -183,6 +183,8 @@ def prepare_sweep(
     if backends.runs_here(backend):
         for device in sorted({job.config.device for job in planned}):
             cfg.check_device_here(device)
+    if any(job.config.tensorboard for job in planned):
+        board.require()
     found = find_data_dir(_given("--data-dir", data_dir))
     benchmark = Benchmark.load(found)
     check_search_files(found)

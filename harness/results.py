@@ -41,8 +41,9 @@ LOCK = ".lock"
 """The run's lock file (``filelock``): one process at a time works in a run directory."""
 TABLE_KEY = "nb201_table_sha256"
 """The key of ``config.json`` (and of the checkpoint's identity) naming the NB201 table."""
-EXECUTION_FIELDS = ("device", "threads")
-"""Config fields that change how fast a run goes, not what it computes: never compared."""
+EXECUTION_FIELDS = ("device", "threads", "tensorboard")
+"""Config fields that change how fast a run goes or what else it writes, not what it
+computes: never compared."""
 
 
 FILE_MODE = 0o644
