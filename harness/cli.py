@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from harness import config as cfg
-from harness import methods
 from harness.errors import UsageError
 from harness.paths import find_data_dir
 
@@ -231,19 +230,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 # --- commands ------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    import torch
+    from harness import api, backends
 
-    from harness import backends, sweep
-    from harness.benchmark import Benchmark
-    from harness.data import check_search_files
-    from harness.results import check_writable
-
-    method_names = sweep.parse_methods(args.methods)
-    seeds = sweep.parse_seeds(args.seeds)
-    preset = args.preset or cfg.default_preset(torch.cuda.is_available())
     overrides = cfg.parse_overrides(args.set)
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError(f"--jobs {args.jobs}: expected at least 1")
     backend = backends.Backend(
         name=args.backend,
         address=args.address,
@@ -255,18 +244,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         gpus=args.gpus_per_job,
         logs=args.slurm_logs,
     )
-    backends.check(backend)
-    jobs = sweep.plan(method_names, seeds, preset, overrides, Path(args.results))
-    if backends.runs_here(backend):
-        for device in sorted({job.config.device for job in jobs}):
-            cfg.check_device_here(device)
-    data_dir = find_data_dir(args.data_dir)
-    benchmark = Benchmark.load(data_dir)
-    check_search_files(data_dir)
-    check_writable(Path(args.results))
-    how = "given" if args.preset else "default for this machine"
-    print(f"preset {preset} ({how}); {len(jobs)} run(s) → {Path(args.results).resolve()}")
-    finals = sweep.run_jobs(jobs, data_dir, benchmark, args.jobs, backend)
+    prepared = api.prepare_sweep(
+        args.methods,
+        args.seeds,
+        args.preset,
+        args.results,
+        args.jobs,
+        args.data_dir,
+        backend,
+        overrides=overrides,
+    )
+    how = "given" if prepared.preset_given else "default for this machine"
+    where = prepared.results.resolve()
+    print(f"preset {prepared.preset} ({how}); {len(prepared.jobs)} run(s) → {where}")
+    finals = api.run_prepared(prepared)
     print(summary_table(finals))
     failed = [f for f in finals if f["status"] == "failed"]
     for final in failed:
@@ -283,7 +274,7 @@ EXIT_LOCKED = 3
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from harness import check, results, sweep
+    from harness import check, methods, results, sweep
 
     baseline_path = Path(args.baseline) if args.baseline else check.DEFAULT_BASELINE
     tolerance = check.parse_tolerance(args.tolerance)
@@ -319,11 +310,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import ReportFailed, write_reports
+    from harness import api
+    from harness.report import ReportFailed
 
     failures: list[str] = []
     try:
-        written = write_reports(Path(args.results), Path(args.out), args.data_dir)
+        written = api.report(args.results, args.out, data_dir=args.data_dir)
     except ReportFailed as failed:
         written, failures = failed.written, failed.failures
     print(f"wrote {len(written)} files (tables as md/tex/csv, plots as png/pdf); start at:")
@@ -336,10 +328,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:
-    from harness.benchmark import Benchmark
+    from harness import api
 
-    benchmark = Benchmark.load(find_data_dir(args.data_dir))
-    cell = lookup_cell(benchmark, args.arch.strip())
+    benchmark = api.load_benchmark(args.data_dir)
+    cell = api.cell_of(args.arch, benchmark)
     accuracies = benchmark.lookup(cell)
     if args.json:
         payload = {
@@ -355,32 +347,6 @@ def cmd_lookup(args: argparse.Namespace) -> int:
         acc = accuracies[key]
         print(f"  {label:<15} valid {acc['valid']:6.2f}   test {acc['test']:6.2f}")
     return 0
-
-
-def lookup_cell(benchmark: Any, arch: str) -> Any:
-    """An arch string's cell, or the cell at an NB201 index (``-1`` and ``3.0`` are
-    refused as indices, not read as malformed arch strings)."""
-    from harness.space import NUM_CELLS, Cell
-
-    if arch.startswith("|"):
-        return Cell.from_arch_str(arch)
-    try:
-        index = int(arch)
-    except ValueError:
-        if _is_number(arch):
-            raise UsageError(
-                f"NB201 index {arch} is not an integer: expected 0..{NUM_CELLS - 1}"
-            ) from None
-        return Cell.from_arch_str(arch)
-    return benchmark.cell_at(index)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -401,9 +367,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
+    """From the static catalog (no torch); tests/test_api.py checks it against the registry."""
     del args
-    for name, cls in methods.registry().items():
-        print(f"{name:<12} {cls.summary}")
+    from harness.catalog import method_lines
+
+    print("\n".join(method_lines()))
     return 0
 
 

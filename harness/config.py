@@ -68,6 +68,7 @@ class Config:
     bf16: bool = False
     channels_last: bool = False
     compile: bool = False
+    tensorboard: bool = False  # epoch records also as TensorBoard events (harness/board.py)
     seed: int = 0
     method: str = "darts"
     preset: str = "paper"
@@ -235,6 +236,7 @@ RULES: dict[str, Rule] = {
     "bf16": BOOL,
     "channels_last": BOOL,
     "compile": BOOL,
+    "tensorboard": BOOL,
     "seed": integer(0, MAX_SEED),
 }
 """Every field's allowed values, checked at plan time (:func:`check_config`), before

@@ -1,4 +1,9 @@
-"""Errors the command line turns into one friendly line and exit code 2."""
+"""Errors the command line turns into one friendly line and exit code 2, and the
+error the Python API raises for a run that ended without a result."""
+
+from __future__ import annotations
+
+from typing import Any
 
 
 class UsageError(Exception):
@@ -13,3 +18,14 @@ def first_line(error: BaseException) -> str:
     summaries; tracebacks and records keep the rest."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else ""
+
+
+class RunFailed(Exception):
+    """A search ended without a result: the run raised (its ``failed.json`` keeps the
+    traceback; rerunning retries it) or another process holds its lock (rerun later).
+    ``outcome`` is the record the sweep reports for it."""
+
+    def __init__(self, outcome: dict[str, Any]) -> None:
+        what = f"{outcome.get('method')} seed {outcome.get('seed')}: {outcome.get('status')}"
+        super().__init__(f"{what} ({outcome.get('reason')})")
+        self.outcome = outcome

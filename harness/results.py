@@ -19,17 +19,20 @@ import json
 import os
 import pickle
 import signal
+import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pandas as pd
-import torch
 
 from harness.errors import UsageError, first_line
+
+if TYPE_CHECKING:  # torch is imported where checkpoints are: reading results needs none
+    import torch
 
 CONFIG, EPOCHS, FINAL, CHECKPOINT = "config.json", "epochs.jsonl", "final.json", "checkpoint.pt"
 FAILED = "failed.json"
@@ -38,8 +41,9 @@ LOCK = ".lock"
 """The run's lock file (``filelock``): one process at a time works in a run directory."""
 TABLE_KEY = "nb201_table_sha256"
 """The key of ``config.json`` (and of the checkpoint's identity) naming the NB201 table."""
-EXECUTION_FIELDS = ("device", "threads")
-"""Config fields that change how fast a run goes, not what it computes: never compared."""
+EXECUTION_FIELDS = ("device", "threads", "tensorboard")
+"""Config fields that change how fast a run goes or what else it writes, not what it
+computes: never compared."""
 
 
 FILE_MODE = 0o644
@@ -200,12 +204,16 @@ class BadFile(ValueError):
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Save with a checksum of every key and value: ``torch.load`` does not notice
     garbled tensor data, the checksum does."""
+    import torch
+
     state = {**state, CHECKSUM: checksum(state)}
     atomic_write(path, lambda handle: torch.save(state, handle))
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     """A checkpoint that loads, is complete and matches its checksum; else :class:`BadFile`."""
+    import torch
+
     try:
         state = torch.load(path, map_location=device, weights_only=False)
     except Exception as error:  # noqa: BLE001 - whatever torch.load raises, the file is bad
@@ -228,8 +236,16 @@ def checksum(state: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
+def _is_tensor(value: Any) -> bool:
+    """Whether ``value`` is a torch tensor, without importing torch (none exists before)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
 def _digest(value: Any, digest: Any) -> None:
-    if isinstance(value, torch.Tensor):
+    if _is_tensor(value):
+        import torch
+
         flat = value.detach().cpu().contiguous().reshape(-1)
         digest.update(f"tensor {flat.dtype} {tuple(value.shape)};".encode())
         digest.update(flat.view(torch.uint8).numpy())

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness import methods, metrics, ranking, results
+from harness import board, methods, metrics, ranking, results
 from harness.benchmark import Benchmark
 from harness.config import Config
 from harness.data import SearchData, build_search_data
@@ -310,7 +310,15 @@ class Search:
         if done is not None:
             return done
         state, records = self._start(device)
-        status, reason = "finished", None
+        with board.epoch_writer(config.tensorboard, self.directory, state.epoch) as write_events:
+            status, reason = self._train(state, records, write_events)
+        return self._finish(state, records, device, status, reason)
+
+    def _train(
+        self, state: SearchState, records: list[dict[str, Any]], write_events: board.WriteEpoch
+    ) -> tuple[str, str | None]:
+        """Epochs until the last, or until one diverges: ``(status, reason)``."""
+        config = self.config
         while state.epoch < config.epochs:
             started = time.perf_counter()
             values = train_epoch(state, config.epochs)
@@ -321,12 +329,12 @@ class Search:
                 values.update(measure_gap(state, config))
             state.wall_s += time.perf_counter() - started
             records.append(self._record(state, values))
+            write_events(records[-1])
             if reason is not None:
-                status = "diverged"
                 self.log(f"diverged at epoch {state.epoch}: {reason}")
-                break
+                return "diverged", reason
             self._save(state, records)
-        return self._finish(state, records, device, status, reason)
+        return "finished", None
 
     # --- pieces -------------------------------------------------------------
     def _identity(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ run directory's lock, so concurrent invocations never run the same job twice.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 import signal
 import sys
@@ -20,7 +21,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,17 +67,45 @@ def parse_seeds(text: str) -> list[int]:
                 )
             seeds = list(range(count))
     except ValueError:
-        raise UsageError(
-            f"--seeds {text!r}: expected a count (e.g. 5 for seeds 0..4) or a list like 0,3,7"
-        ) from None
+        raise _bad_seeds(text) from None
+    return check_seeds(seeds, text)
+
+
+def seed_list(seeds: Sequence[int]) -> list[int]:
+    """Seeds given as a list of integers (the API's form), checked as ``--seeds`` is."""
+    shown = ",".join(str(seed) for seed in seeds)
+    if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in seeds):
+        raise _bad_seeds(shown)
+    return check_seeds([int(seed) for seed in seeds], shown)
+
+
+def check_seeds(seeds: list[int], text: str) -> list[int]:
+    """Refuse no seed, a repeated seed, or one outside 0..``MAX_SEED``."""
+    if not seeds:
+        raise _bad_seeds(text)
     if any(s < 0 or s > cfg.MAX_SEED for s in seeds) or len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds {text!r}: seeds must be distinct integers in 0..{cfg.MAX_SEED}")
     return seeds
 
 
+def _bad_seeds(text: str) -> UsageError:
+    return UsageError(
+        f"--seeds {text!r}: expected a count (e.g. 5 for seeds 0..4) or a list like 0,3,7"
+    )
+
+
 def parse_methods(text: str) -> list[str]:
-    """Method names in the order given, each once (``darts, darts`` is one darts)."""
-    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    """Comma-separated method names (``--methods``), as :func:`method_list`."""
+    return method_list(text.split(","))
+
+
+def method_list(names: Iterable[str]) -> list[str]:
+    """Method names in the order given, each once (``darts, darts`` is one darts); each
+    must be registered."""
+    names = list(names)
+    if not all(isinstance(name, str) for name in names):
+        raise UsageError(f"--methods {names!r}: expected method names, e.g. darts,cdao")
+    names = list(dict.fromkeys(name.strip() for name in names if name.strip()))
     if not names:
         raise UsageError("--methods: give at least one method, e.g. --methods darts,cdao")
     for name in names:

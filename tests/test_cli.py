@@ -53,6 +53,7 @@ BAD_INPUT = [
     (["run", "--jobs", "two"], "invalid int value"),
     (["run", "--bogus"], "unrecognized arguments: --bogus"),
     (["run", "--seeds", "0"], "a count"),
+    (["run", "--seeds", ","], "--seeds ',': expected a count"),
     (["run", "--set", "epoch=3"], "did you mean 'epochs'"),
     (["run", "--set", "nosuch=3"], "valid keys: "),
     (["run", "--set", "epochs"], "expected KEY=VALUE"),

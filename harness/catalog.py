@@ -1,0 +1,46 @@
+"""The registered methods by name, module and summary, readable without importing torch.
+
+``python -m harness methods`` lists methods from this table, so it answers at once;
+importing :mod:`harness.methods` (the registry itself) imports torch and every method.
+``tests/test_api.py`` checks that this table equals the registry, so a method added
+there and not here (or a summary changed in one place only) fails the tests.
+"""
+
+from __future__ import annotations
+
+METHODS: dict[str, tuple[str, str]] = {
+    "amended": (
+        "harness.methods.amended",
+        "Amended-DARTS [I]: ∇_α L_val − η·∇²_{αw}L_tr·H·∇_w L_val by finite differences",
+    ),
+    "cdao": (
+        "harness.methods.cdao",
+        "DARTS-CDAO [I]: α step on p + λ_t·sg(onehot − p), coarse gradient via STE",
+    ),
+    "constrained": (
+        "harness.methods.constrained",
+        "Maile et al. / DARTS-PRIME: dynamic α schedule, prox/ADMM, optional CRB",
+    ),
+    "da2s": (
+        "harness.methods.da2s",
+        "DA2S: entropy of softmax(f(α)) with a delayed linear ramp (bilevel or single)",
+    ),
+    "darts": (
+        "harness.methods.darts",
+        "DARTS first order: α step on the valid batch at the current weights",
+    ),
+    "darts2": (
+        "harness.methods.darts2",
+        "DARTS second order: unrolled virtual step, finite-difference Hessian term",
+    ),
+    "rdarts": (
+        "harness.methods.rdarts",
+        "RDARTS [I]: one α per stage, Reg distance between stages with adaptive weight",
+    ),
+}
+"""Method name → (the module that registers it, its one-line summary), sorted by name."""
+
+
+def method_lines() -> list[str]:
+    """``methods``' output: one ``name  summary`` line per method."""
+    return [f"{name:<12} {summary}" for name, (_, summary) in METHODS.items()]
