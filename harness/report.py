@@ -179,7 +179,7 @@ def split_by_config(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         return frame, ""
     note = (
         f"Runs with different configs are never pooled: rows are split by {', '.join(differing)} "
-        "(values in brackets); seed, device and threads are not compared."
+        f"(values in brackets); seed and {', '.join(results.EXECUTION_FIELDS)} are not compared."
     )
     return frame, note
 
