@@ -102,8 +102,9 @@ def darts_loss(method: Method, ctx: StepContext, batch: Batch) -> Tensor:
 def cdao_loss(method: Method, ctx: StepContext, batch: Batch) -> Tensor:
     probs = method.alpha.softmax(-1)
     hard = F.one_hot(probs.argmax(-1), NUM_OPS).to(probs.dtype)
-    lam = method.lam
-    return ctx.loss(batch, probs + lam * (hard - probs).detach())
+    blended = probs + method.lam * (hard - probs).detach()
+    divergence = ((probs - hard) ** 2).sum(-1).mean()  # μ = 1 by default
+    return ctx.loss(batch, blended) + divergence
 
 
 def da2s_loss(method: Method, ctx: StepContext, batch: Batch) -> Tensor:
