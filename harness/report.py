@@ -342,6 +342,7 @@ def nb201_table(
     groups = [len(rows)]
     if optimum is not None:
         row = {"method": "Optimum of the space", "kind": REFERENCE, "source": optimum["version"]}
+        row["provenance"] = "T"
         row.update({f"{k}_mean": v for k, v in optimum["values"].items()})
         rows.append(row)
     groups.append(len(rows))
@@ -354,6 +355,7 @@ def nb201_table(
         {
             "Method": numeric["method"],
             "Kind": numeric["kind"],
+            "Provenance": [_text(v) for v in _col(numeric, "provenance")],
             "Seeds": _counts_text(numeric, "seeds"),
             "Diverged / failed / unfinished": _drop_text(numeric),
             **{LABELS[c]: _pm(numeric, c, _fixed(2)) for c in ACCURACIES},
@@ -365,9 +367,13 @@ def nb201_table(
         "mean wall-clock of the search loop (ranking excluded).",
         "NB201 lookup: C10 valid = cifar10-valid/x-valid, C10 test = cifar10/ori-test, "
         "C100 and IN16 = x-valid/x-test; 200-epoch means over the benchmark's seeds.",
-        "Published rows come from the papers cited in published_nb201.csv (provenance tags "
-        "S = sourced, S/U = attribution unverified, U = unverified); they were not run here "
-        "and follow their own protocols.",
+        "Published rows come from the sources cited in harness/data/published_nb201.csv; "
+        "they were not run here and follow their own protocols. Provenance: S = every value "
+        "checked against the cited source; T = every value checked against this report's "
+        "NB201 table (the lookup of the cell the source's numbers identify); S+T = both, per "
+        "column as the CSV's note says; S/U = as quoted by the cited secondary source, not "
+        "re-read; U = unverified (see the CSV's note). Empty cells are values that could "
+        "not be checked and were left out.",
     ]
     return Table("nb201", "NAS-Bench-201 results", numeric, display, notes, groups)
 
@@ -385,6 +391,10 @@ def _integer_counts(numeric: pd.DataFrame) -> pd.DataFrame:
 
 def _counts_text(numeric: pd.DataFrame, column: str) -> list[str]:
     return [_int_text(v) for v in _col(numeric, column)]
+
+
+def _text(value: Any) -> str:
+    return "–" if _missing(value) else str(value)
 
 
 def _int_text(value: Any) -> str:

@@ -116,7 +116,7 @@ def weight_step(method: Method, ctx: StepContext, batch: Batch) -> Tensor:
 
 # --- CDAO ------------------------------------------------------------------------
 def test_cdao_coarse_gradient_at_lambda_one_is_the_one_hot_gradient_through_the_softmax() -> None:
-    method, ctx = make("cdao")
+    method, ctx = make("cdao", mu=0.0)
     with torch.no_grad():
         method.alpha.normal_(0, 1)
     valid = make_batch()
@@ -135,12 +135,26 @@ def test_cdao_coarse_gradient_at_lambda_one_is_the_one_hot_gradient_through_the_
     assert close(method.alpha.grad, expected)
 
 
-def test_cdao_at_lambda_zero_is_plain_darts() -> None:
-    method, ctx = make("cdao")
+def test_cdao_at_lambda_zero_and_mu_zero_is_plain_darts() -> None:
+    method, ctx = make("cdao", mu=0.0)
     valid = make_batch()
     (darts,) = torch.autograd.grad(ctx.loss(valid, method.alpha.softmax(-1)), method.alpha)
     method.arch_step(ctx, make_batch(seed=2), valid)  # epoch 0: λ_t = 0
     assert close(method.alpha.grad, darts)
+
+
+def test_cdao_default_adds_mu_times_the_divergence_gradient() -> None:
+    method, ctx = make("cdao")
+    assert method.options.mu == 1.0  # the measured default (docs/methods.md)
+    with torch.no_grad():
+        method.alpha.normal_(0, 1)
+    valid = make_batch()
+    probs = method.alpha.softmax(-1)
+    hard = F.one_hot(probs.argmax(-1), NUM_OPS).to(probs.dtype)  # held fixed
+    divergence = ((probs - hard) ** 2).sum(-1).mean()
+    (expected,) = torch.autograd.grad(ctx.loss(valid, probs) + divergence, method.alpha)
+    method.arch_step(ctx, make_batch(seed=2), valid)  # epoch 0: λ_t = 0
+    assert close(method.alpha.grad, expected)
 
 
 def test_cdao_blend_forward_value_and_two_pass_mix() -> None:
@@ -148,7 +162,7 @@ def test_cdao_blend_forward_value_and_two_pass_mix() -> None:
     hard = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0]])
     assert torch.allclose(blended_weights(probs, 0.25), 0.75 * probs + 0.25 * hard)
 
-    method, ctx = make("cdao", two_pass=True)
+    method, ctx = make("cdao", two_pass=True, mu=0.0)
     with torch.no_grad():
         method.alpha.normal_(0, 1)
     ctx = at_epoch(method, ctx, 25)  # λ_t = 0.5

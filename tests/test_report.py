@@ -70,12 +70,55 @@ def test_tables_hold_methods_and_reference_rows(report_dir: Path) -> None:
         assert "darts2" in text and "Optimum of the space" in text
         assert "published, not run here" in text and "GDAS" in text and "54.30" in text
     assert r"\toprule" in latex and r"$\pm$" in latex
+    # each published row shows its provenance tag, in both renderings
+    assert any(
+        line.startswith("| DARTS-V1 | published, not run here | T |")
+        for line in markdown.splitlines()
+    )
+    assert any(
+        line.startswith("| DARTS- | published, not run here | U |")
+        for line in markdown.splitlines()
+    )
+    assert any(
+        line.startswith("DARTS-V1 & published, not run here & T &") for line in latex.splitlines()
+    )
     assert "94.37" in markdown  # the space optimum, C10 test
     harness_md = (report_dir / "harness.md").read_text()
     assert "Kendall τ" in harness_md and "| darts |" in harness_md
     pairwise = pd.read_csv(report_dir / "pairwise.csv")
     assert set(pairwise["metric"]) == {"c10_test", "gap_acc"}
     assert (pairwise[["n_a", "n_b"]] == 2).all().all()
+
+
+TAGS = {"S", "T", "S+T", "S/U", "U"}
+CELL_COLUMNS = {
+    "c10": "cifar10",
+    "c100": "cifar100",
+    "in16": "imagenet16",
+}
+
+
+def test_published_rows_carry_a_tag_and_the_table_checked_ones_match_it(data_dir: Path) -> None:
+    """Every row is tagged and, unless fully checked (S, T), says why in its note; the
+    rows checked against the table equal the lookup of the cell their note names."""
+    from harness.benchmark import Benchmark
+    from harness.report import load_published
+
+    published = load_published().set_index("method")
+    assert set(published["provenance"]) <= TAGS
+    doubtful = published[published["provenance"].isin({"S/U", "U"})]
+    assert doubtful["note"].str.len().gt(0).all()
+    table = Benchmark.load(data_dir)
+    cells = {"DARTS-V1": 1835, "DARTS-V2": 1835, "DrNAS": 9930, "β-DARTS": 9930}
+    for method, index in cells.items():
+        truth = table.lookup(table.cell_at(index))
+        for short, dataset in CELL_COLUMNS.items():
+            for split in ("valid", "test"):
+                value = published.loc[method, f"{short}_{split}_mean"]
+                assert value == pytest.approx(truth[dataset][split], abs=0.005), (method, short)
+    optimum = table.optimum()
+    assert published.loc["Optimal", "in16_valid_mean"] > optimum["imagenet16"]["valid"]
+    assert "46.73" in published.loc["Optimal", "note"]  # the mismatch is said, not hidden
 
 
 def test_csv_numbers_are_means_of_final_json(sweep_dir: Path, report_dir: Path) -> None:

@@ -102,8 +102,9 @@ def darts_loss(method: Method, ctx: StepContext, batch: Batch) -> Tensor:
 def cdao_loss(method: Method, ctx: StepContext, batch: Batch) -> Tensor:
     probs = method.alpha.softmax(-1)
     hard = F.one_hot(probs.argmax(-1), NUM_OPS).to(probs.dtype)
-    lam = method.lam
-    return ctx.loss(batch, probs + lam * (hard - probs).detach())
+    blended = probs + method.lam * (hard - probs).detach()
+    divergence = ((probs - hard) ** 2).sum(-1).mean()  # μ = 1 by default
+    return ctx.loss(batch, blended) + divergence
 
 
 def da2s_loss(method: Method, ctx: StepContext, batch: Batch) -> Tensor:
@@ -240,3 +241,15 @@ def test_derive_takes_none_where_it_leads(name: str) -> None:
     assert cell.ops == ("none",) + ("nor_conv_3x3",) * 5
     weights = method.discrete_weights()  # the one-hot cell of the discretization gap
     assert weights[0].argmax() == 0 and weights[0, 0] == 1
+
+
+# --- schedules at chosen epochs -------------------------------------------------------------
+def test_da2s_single_level_alpha_lr_is_zero_before_the_interval_and_a_lr_after() -> None:
+    method = make("da2s", epochs=10, single_level=True)  # interval 0.3·10 = epoch 3
+    train, valid = batch(TRAIN_LABELS, 1), batch(VALID_LABELS, 2)
+    lrs = {}
+    for epoch in (0, 2, 3, 9):
+        method.arch_step(context(method, epoch, step=0), train, valid)
+        lrs[epoch] = method.optimizer.param_groups[0]["lr"]
+    assert lrs == {0: 0.0, 2: 0.0, 3: method.config.a_lr, 9: method.config.a_lr}
+    assert method.telemetry()["alpha_steps"] == 1  # only epoch 9's step of this epoch moved α

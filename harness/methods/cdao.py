@@ -13,7 +13,9 @@ so everything below is our reconstruction **[I]** (spec §4.3–4.5):
   m = p + λ_t·sg(h − p) — value (1−λ_t)p + λ_t h, with ∂m/∂p := I (an STE) — so
   g_α = J_softmax(α)ᵀ ∇_m L_val(w, m). λ_t = 0 is exactly DARTS-V1; λ_t = 1 is
   the coarse gradient of the discretized architecture's loss.
-* Optional alignment penalty g_α += μ ∇_α Δ(α), Δ(α) = (1/|E|) Σ_e ‖p_e − h_e‖².
+* Alignment penalty g_α += μ ∇_α Δ(α), Δ(α) = (1/|E|) Σ_e ‖p_e − h_e‖² (h held fixed),
+  μ = 1 by default: of the spec's grid {0, 0.1, 1}, μ = 1 gave the best NB201 cells and
+  the smallest gap at the proxy preset (5 seeds; docs/methods.md).
 * λ_t = 0 until t₀ (10 of 50 epochs → ``t0_frac`` = 0.2), linear to λ_max = 1 at
   0.8T, then held.
 * CDAO-2P (``two_pass``): g = (1−λ_t) g_c + λ_t g_d with g_c the continuous and g_d
@@ -53,7 +55,7 @@ class Options:
     t0_frac: float = 0.2  # λ_t = 0 before this fraction of the epochs (10 of 50)
     ramp_end_frac: float = 0.8  # λ_t reaches lambda_max here (0.8T) and is held
     lambda_max: float = 1.0
-    mu: float = 0.0  # alignment penalty μ·Δ(α) on the α step; spec grid {0, 0.1, 1}
+    mu: float = 1.0  # alignment penalty μ·Δ(α); {0, 0.1, 1} measured, docs/methods.md
     two_pass: bool = False  # CDAO-2P ablation
     weights_use_blend: bool = False  # CDAO-ST-W: the w step on m as well
     loss_gap_every: int = 10  # sample L_val(w,p) − L_val(w,h) every k-th α step; 0 = off
