@@ -117,23 +117,33 @@ class Study:
             )
         return {"rows": rows}
 
-    def mutations(self) -> dict[str, Any]:
-        cases: list[tuple[str, list[str], Any]] = [
-            (f"{m}: α update off", [m], mutations.alpha_frozen(m)) for m in self.methods
+    def mutations(self, none_envs: tuple[str, ...]) -> dict[str, Any]:
+        """Each breakage under each oneDNN setting (the supernet one under ``none_envs``,
+        as it reruns every method)."""
+        cases: list[tuple[str, list[str], Any, tuple[str, ...]]] = [
+            (f"{m}: α update off", [m], mutations.alpha_frozen(m), ISA_ENVS) for m in self.methods
         ]
         if "da2s" in self.methods:
-            cases.append(("da2s: entropy sign flipped", ["da2s"], mutations.da2s_entropy_rewarded))
-        cases.append(("supernet: none passes its input", self.methods, mutations.none_passes_input))
+            flip = mutations.da2s_entropy_rewarded
+            cases.append(("da2s: entropy sign flipped", ["da2s"], flip, ISA_ENVS))
+        cases.append(
+            (
+                "supernet: none passes its input",
+                self.methods,
+                mutations.none_passes_input,
+                none_envs,
+            )
+        )
         baseline = check.baseline_document(self.measure(), self.seeds, self.data_dir)
         rows: dict[str, Any] = {}
-        for label, names, setup in cases:
-            for env_label in ISA_ENVS:
+        for label, names, setup, envs in cases:
+            for env_label in envs:
                 print(f"{label} under {env_label}")
                 run = lambda n=names, s=setup: self.measure(methods=n, setup=s, pin=False)  # noqa: E731
                 got = with_env(ENVS[env_label], run)
                 verdicts = check.compare(baseline, got, check.DEFAULT_TOLERANCE)
                 failed = sorted({v.method for v in verdicts if not v.ok})
-                deltas = {v.method: {} for v in verdicts}
+                deltas: dict[str, dict[str, float]] = {v.method: {} for v in verdicts}
                 for v in verdicts:
                     deltas[v.method][v.metric] = round(v.delta, 4)
                 rows.setdefault(label, {})[env_label] = {
@@ -151,6 +161,11 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(registry()))
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--eps", default="1e-12,1e-9,1e-6,1e-3")
+    parser.add_argument(
+        "--none-envs",
+        default="default",
+        help="mutations: oneDNN settings for the supernet breakage (comma list of labels)",
+    )
     parser.add_argument("--out", help="write the table as JSON here too")
     args = parser.parse_args()
     study = Study(args.methods.split(","), [int(s) for s in args.seeds.split(",")])
@@ -160,7 +175,7 @@ def main() -> None:
     elif args.study == "perturb":
         table = study.perturb([float(e) for e in args.eps.split(",")])
     else:
-        table = study.mutations()
+        table = study.mutations(tuple(args.none_envs.split(",")))
     table["wall_s"] = round(time.perf_counter() - started, 1)
     text = json.dumps(table, indent=2)
     print(text)
