@@ -246,7 +246,7 @@ def test_changed_method_option_is_named(tmp_path: Path, data_dir: Path) -> None:
     sha = Benchmark.load(data_dir).sha256
     results.write_json(job.directory / results.CONFIG, results.identity(job.config.to_dict(), sha))
     changed = sweep.plan(["cdao"], [0], "smoke", {**OVERRIDES, "cdao.mu": "0.1"}, tmp_path)
-    with pytest.raises(UsageError, match=r"differs in: method_options.mu \(0.0 there, 0.1 now\)"):
+    with pytest.raises(UsageError, match=r"differs in: method_options.mu \(1.0 there, 0.1 now\)"):
         sweep.check_run_dirs(changed, sha)
 
 
