@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from harness.backends import Backend
     from harness.benchmark import Benchmark
-    from harness.sweep import Job
+    from harness.jobs import Job
 
 PathLike = str | os.PathLike[str]
 Arch = str | int | Cell
