@@ -2,7 +2,7 @@
 
 Only imports at module level count (those run on import; a function's own imports and
 ``if TYPE_CHECKING:`` blocks do not). The methods registry (``harness.methods``, whose
-methods import the supernet and are imported by it) is set aside.
+``__init__`` imports each method's module, which registers itself through it) is set aside.
 """
 
 from __future__ import annotations
