@@ -382,21 +382,6 @@ def load_epochs(directory: Path, final: dict[str, Any] | None = None) -> list[di
     return records
 
 
-def trusted_final(directory: Path, wanted: dict[str, Any]) -> dict[str, Any] | None:
-    """The result of a finished run whose ``config.json``, ``final.json`` and
-    ``epochs.jsonl`` can be trusted; None otherwise (the job then sets bad files aside
-    and redoes what is needed)."""
-    if not is_finished(directory):
-        return None
-    try:
-        read_config(directory)
-        final = load_final(directory, wanted)
-        load_epochs(directory, final)
-    except BadFile:
-        return None
-    return final
-
-
 def read_json_object(path: Path) -> dict[str, Any]:
     try:
         data = read_json(path)

@@ -4,7 +4,8 @@
 one of them a :class:`~harness.results.BadFile`); a :class:`RunDir` answers the
 questions the search loop asks of its directory: is this run finished and its result
 trustworthy, where does it resume from, and what is set aside (renamed beside, never
-deleted) and why. Every decision is logged in one line naming the file.
+deleted) and why. Every decision is logged in one line naming the file. A sweep asks
+:func:`trusted_final` first, to skip a finished run without starting its job.
 """
 
 from __future__ import annotations
@@ -22,6 +23,21 @@ if TYPE_CHECKING:  # torch is imported by the loop that hands devices in
     from harness.config import Config
 
 Log = Callable[[str], None]
+
+
+def trusted_final(directory: Path, wanted: dict[str, Any]) -> dict[str, Any] | None:
+    """The result of a finished run whose ``config.json``, ``final.json`` and
+    ``epochs.jsonl`` can be trusted; None otherwise (the job then sets bad files aside
+    and redoes what is needed)."""
+    if not results.is_finished(directory):
+        return None
+    try:
+        results.read_config(directory)
+        final = results.load_final(directory, wanted)
+        results.load_epochs(directory, final)
+    except results.BadFile:
+        return None
+    return final
 
 
 class RunDir:

@@ -26,6 +26,7 @@ from harness import config as cfg
 from harness.benchmark import Benchmark
 from harness.errors import UsageError
 from harness.jobs import Job, indexed, log_line, pool_failure, uses_cuda, with_threads
+from harness.rundir import trusted_final
 
 MAX_SEED_COUNT = 1000
 """The largest ``--seeds`` count: more is a typo (give a list to run particular seeds)."""
@@ -171,7 +172,7 @@ def run_jobs(
     pending = []
     for index, job in enumerate(jobs):
         wanted = results.identity(job.config.to_dict(), table_sha256)
-        final = results.trusted_final(job.directory, wanted)  # else the job repairs it
+        final = trusted_final(job.directory, wanted)  # else the job repairs it
         if final is not None:
             finals[index] = final
             _progress(finals, job, "already finished")
