@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from harness.backends import Backend
     from harness.benchmark import Benchmark
-    from harness.sweep import Job
+    from harness.jobs import Job
 
 PathLike = str | os.PathLike[str]
 Arch = str | int | Cell
@@ -276,14 +276,10 @@ def load_runs(results: PathLike = RESULTS) -> pd.DataFrame:
     ``frame.attrs["unreadable"]``. An empty directory gives an empty frame.
     """
     from harness import report as reports
-    from harness import results as results_files
+    from harness import runs
 
-    frame = results_files.load_runs(_results_dir(results))
+    frame = runs.load_runs(_results_dir(results))
     return frame if frame.empty else reports.add_run_statistics(frame)
-
-
-EPOCH_KEYS = ("preset", "dataset", "method", "seed", "status")
-"""The run columns each row of :func:`load_epochs` repeats."""
 
 
 def load_epochs(results: PathLike = RESULTS) -> pd.DataFrame:
@@ -294,33 +290,9 @@ def load_epochs(results: PathLike = RESULTS) -> pd.DataFrame:
     ``arch``, ``alpha`` (6 × 5 op probabilities), the derived cell's NB201 accuracies as
     ``c10_valid`` … ``in16_test``, and the method's telemetry as ``telemetry_<key>``.
     """
-    import pandas as pd
+    from harness import runs
 
-    from harness import results as results_files
-
-    runs = results_files.load_runs(_results_dir(results))
-    rows = [
-        {**{key: run[key] for key in EPOCH_KEYS}, "epoch": None, **epoch_columns(record)}
-        for run in runs.to_dict("records")
-        for record in run.get("epochs") or []
-    ]
-    columns = list(EPOCH_KEYS) + ["epoch"]
-    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
-    frame.attrs["unreadable"] = runs.attrs.get("unreadable", [])
-    return frame
-
-
-def epoch_columns(record: dict[str, Any]) -> dict[str, Any]:
-    """One ``epochs.jsonl`` record as flat columns (see :func:`load_epochs`)."""
-    from harness.results import ACCURACY_KEYS
-
-    row = {key: value for key, value in record.items() if key not in ("nb201", "method")}
-    nb201 = record.get("nb201") or {}
-    for (dataset, split), column in ACCURACY_KEYS.items():
-        row[column] = (nb201.get(dataset) or {}).get(split)
-    for key, value in (record.get("method") or {}).items():
-        row[f"telemetry_{key}"] = value
-    return row
+    return runs.load_epochs(_results_dir(results))
 
 
 def report(

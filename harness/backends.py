@@ -1,7 +1,7 @@
 """Where a sweep's jobs run: this machine's process pool, a Dask or Ray cluster, or Slurm.
 
-Only the transport differs. Every job still runs through ``sweep._indexed`` →
-``sweep.execute`` on a results directory all workers share, so it is skipped
+Only the transport differs. Every job still runs through ``jobs.indexed`` →
+``jobs.execute`` on a results directory all workers share, so it is skipped
 when finished, resumed from its checkpoint when not, guarded by the run's lock,
 and recorded in ``failed.json`` when it raises. The engines are optional extras,
 imported only when chosen, so a plain install never needs them.
@@ -25,7 +25,7 @@ from typing import Any
 import joblib
 import torch
 
-from harness import results, sweep
+from harness import jobs, results
 from harness.errors import UsageError
 
 BACKENDS = ("local", "dask", "ray", "slurm")
@@ -65,7 +65,7 @@ class Pool:
         """A task as a worker needs it: threads capped to the job's share of cores, and
         absolute paths (a worker elsewhere has another working directory)."""
         index, job, data_dir, table_path, gpus = task
-        job = sweep.with_threads(job, 1 if self.cores else self.n_jobs, self.cores)
+        job = jobs.with_threads(job, 1 if self.cores else self.n_jobs, self.cores)
         job = dataclasses.replace(job, directory=Path(job.directory).resolve())
         return index, job, Path(data_dir).resolve(), Path(table_path).resolve(), gpus
 
@@ -107,14 +107,14 @@ def require(name: str) -> None:
             ) from None
 
 
-def on_worker(index: int, job: sweep.Job, data_dir: Path, table_path: Path, gpus: int) -> Outcome:
+def on_worker(index: int, job: jobs.Job, data_dir: Path, table_path: Path, gpus: int) -> Outcome:
     """Run one job where it landed, with that host's GPU count, not the submitter's.
 
     Ray and Slurm show a job only its own GPU; a Dask host may have several.
     """
     del gpus
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return sweep._indexed(index, job, data_dir, table_path, gpus)
+    return jobs.indexed(index, job, data_dir, table_path, gpus)
 
 
 # --- joblib backends: entered by sweep._dispatch, which runs the tasks --------------------
@@ -122,11 +122,11 @@ def on_worker(index: int, job: sweep.Job, data_dir: Path, table_path: Path, gpus
 def local(backend: Backend, n_jobs: int) -> Iterator[Pool]:
     """loky worker processes on this machine, one thread share each (the default).
 
-    Each worker ends itself when this process is gone (:func:`sweep.in_local_worker`):
+    Each worker ends itself when this process is gone (:func:`jobs.in_local_worker`):
     loky's workers would otherwise outlive a killed sweep and hold its run locks."""
     del backend
     with joblib.parallel_config(backend="loky"):
-        yield Pool(functools.partial(sweep.in_local_worker, os.getpid()), n_jobs)
+        yield Pool(functools.partial(jobs.in_local_worker, os.getpid()), n_jobs)
 
 
 @contextmanager
@@ -255,7 +255,7 @@ def _watched(
         if pending.pop(index, None) is not None:
             yield index, outcome
     for index, (job, _) in pending.items():  # lost when the pool broke
-        yield index, sweep._pool_failure(job, box["error"])
+        yield index, jobs.pool_failure(job, box["error"])
 
 
 def _final_id(directory: Path) -> int | None:
@@ -285,8 +285,8 @@ def slurm(
     options = {key: getattr(backend, key) or value for key, value in SLURM_DEFAULTS.items()}
     gpus = backend.gpus
     if gpus is None:
-        gpus = int(any(sweep.uses_cuda(task[1].config) for task in tasks))
-        sweep.log_line(f"{gpus} GPU(s) per job (set --gpus-per-job when this machine differs)")
+        gpus = int(any(jobs.uses_cuda(task[1].config) for task in tasks))
+        jobs.log_line(f"{gpus} GPU(s) per job (set --gpus-per-job when this machine differs)")
     executor = _executor(backend.slurm_executor, options["logs"])
     executor.update_parameters(
         name="harness",
@@ -299,7 +299,7 @@ def slurm(
     tasks = [Pool(on_worker, 1, options["cpus"]).prepare(task) for task in tasks]
     submitted = _submit(executor, tasks)
     ids = ", ".join(job.job_id for job in submitted)
-    sweep.log_line(f"submitted {len(submitted)} job(s) ({ids}); logs in {options['logs']}/")
+    jobs.log_line(f"submitted {len(submitted)} job(s) ({ids}); logs in {options['logs']}/")
     yield from _poll(list(zip(submitted, tasks, strict=True)), poll_s)
 
 
@@ -334,12 +334,12 @@ def _poll(waiting: list[tuple[Any, tuple[Any, ...]]], poll_s: float) -> Iterator
                 try:
                     yield job.result()
                 except Exception as error:  # noqa: BLE001 - a lost job is recorded, the rest go on
-                    yield task[0], sweep._pool_failure(task[1], error)
+                    yield task[0], jobs.pool_failure(task[1], error)
             if waiting:
                 time.sleep(poll_s)
     except KeyboardInterrupt:
         ids = " ".join(job.job_id for job, _ in waiting)
-        sweep.log_line(f"left {len(waiting)} job(s) running: {ids} (scancel them to stop)")
+        jobs.log_line(f"left {len(waiting)} job(s) running: {ids} (scancel them to stop)")
         raise
 
 

@@ -275,6 +275,7 @@ EXIT_LOCKED = 3
 
 def cmd_check(args: argparse.Namespace) -> int:
     from harness import check, methods, results, sweep
+    from harness.jobs import log_line
 
     baseline_path = Path(args.baseline) if args.baseline else check.DEFAULT_BASELINE
     tolerance = check.parse_tolerance(args.tolerance)
@@ -282,7 +283,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     data_dir = find_data_dir(args.data_dir)
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
-    options = {"jobs": args.jobs, "pin": not args.unpinned, "log": sweep.log_line}
+    options = {"jobs": args.jobs, "pin": not args.unpinned, "log": log_line}
     started = time.perf_counter()
     if args.update:
         names = requested or list(methods.registry())

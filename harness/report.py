@@ -38,9 +38,10 @@ from scipy import stats
 
 from harness import metrics, results
 from harness.errors import UsageError, first_line
+from harness.runs import ACCURACY_KEYS, load_runs
 from harness.space import EDGES, OPS, Cell
 
-ACCURACIES = tuple(results.ACCURACY_KEYS.values())
+ACCURACIES = tuple(ACCURACY_KEYS.values())
 LABELS = {
     "c10_valid": "C10 valid",
     "c10_test": "C10 test",
@@ -83,7 +84,7 @@ def write_reports(
     A group that fails does not stop the others: they are written, then
     :class:`ReportFailed` names the failed groups."""
     results.check_writable(Path(out_dir), "--out")
-    runs = results.load_runs(results_dir)
+    runs = load_runs(results_dir)
     if runs.empty:
         raise UsageError(f"no runs under {results_dir}; run `python -m harness run` first")
     optimum = space_optimum(data_dir)
@@ -275,7 +276,7 @@ def space_optimum(data_dir: Path | str | None) -> dict[str, Any] | None:
         warnings.warn(f"no space-optimum row: {error}", stacklevel=2)
         return None
     best = table.optimum()
-    row = {name: best[d][s] for (d, s), name in results.ACCURACY_KEYS.items()}
+    row = {name: best[d][s] for (d, s), name in ACCURACY_KEYS.items()}
     return {"values": row, "version": table.version}
 
 

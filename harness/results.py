@@ -1,4 +1,4 @@
-"""The on-disk layout of runs, atomic writes, and loading all runs into a DataFrame.
+"""The on-disk layout of runs, atomic writes, checksums, and what makes a file untrusted.
 
 ``results/<preset>/<dataset>/<method>/seed-<n>/`` holds ``config.json``,
 ``epochs.jsonl``, ``checkpoint.pt`` and, once the run is finished,
@@ -7,7 +7,8 @@ is written to a temporary name in the same directory, flushed to disk and
 renamed, so a reader sees either the old file or the new one, never a partial
 one. ``checkpoint.pt`` and ``final.json`` carry a checksum of their content, and
 ``final.json`` the digest of ``epochs.jsonl``, so a file garbled later is detected
-(:class:`BadFile`), set aside and redone rather than trusted.
+(:class:`BadFile`), set aside and redone rather than trusted (the decisions:
+:mod:`harness.rundir`; every run as a DataFrame: :mod:`harness.runs`).
 """
 
 from __future__ import annotations
@@ -22,12 +23,9 @@ import signal
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
-
-import pandas as pd
 
 from harness.errors import UsageError, first_line
 
@@ -331,16 +329,16 @@ def _short(value: Any) -> str:
 def read_config(directory: Path) -> dict[str, Any]:
     """``config.json`` as recorded; a run made before the table key existed takes it
     from its ``final.json`` where that names one."""
-    recorded = _read_json_object(Path(directory) / CONFIG)
+    recorded = read_json_object(Path(directory) / CONFIG)
     if TABLE_KEY not in recorded:
         with contextlib.suppress(BadFile, KeyError, TypeError):
-            recorded[TABLE_KEY] = _read_json_object(Path(directory) / FINAL)["table"]["sha256"]
+            recorded[TABLE_KEY] = read_json_object(Path(directory) / FINAL)["table"]["sha256"]
     return recorded
 
 
 def read_final(directory: Path) -> dict[str, Any]:
     """``final.json`` if it parses, is complete and matches its checksum."""
-    final = _read_json_object(Path(directory) / FINAL)
+    final = read_json_object(Path(directory) / FINAL)
     missing = [key for key in FINAL_KEYS if key not in final]
     if missing or not isinstance(final["config"], dict):
         raise BadFile(FINAL, f"incomplete (no {', '.join(missing) or 'config'})")
@@ -384,22 +382,7 @@ def load_epochs(directory: Path, final: dict[str, Any] | None = None) -> list[di
     return records
 
 
-def trusted_final(directory: Path, wanted: dict[str, Any]) -> dict[str, Any] | None:
-    """The result of a finished run whose ``config.json``, ``final.json`` and
-    ``epochs.jsonl`` can be trusted; None otherwise (the job then sets bad files aside
-    and redoes what is needed)."""
-    if not is_finished(directory):
-        return None
-    try:
-        read_config(directory)
-        final = load_final(directory, wanted)
-        load_epochs(directory, final)
-    except BadFile:
-        return None
-    return final
-
-
-def _read_json_object(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path) -> dict[str, Any]:
     try:
         data = read_json(path)
     except FileNotFoundError:
@@ -478,109 +461,7 @@ def stray_temporaries(directory: Path) -> list[Path]:
     return sorted(Path(directory).glob(".*.tmp"))
 
 
-# --- reading a whole results directory ------------------------------------------
-ACCURACY_KEYS = {
-    ("cifar10", "valid"): "c10_valid",
-    ("cifar10", "test"): "c10_test",
-    ("cifar100", "valid"): "c100_valid",
-    ("cifar100", "test"): "c100_test",
-    ("imagenet16", "valid"): "in16_valid",
-    ("imagenet16", "test"): "in16_test",
-}
-"""NB201 (dataset, split) → the short column name used in frames and reports."""
-
-
+# --- the runs of a results directory ---------------------------------------------
 def run_dirs(results: Path) -> list[Path]:
     """Every ``<preset>/<dataset>/<method>/seed-<n>`` directory, sorted."""
     return sorted(p for p in Path(results).glob("*/*/*/seed-*") if p.is_dir())
-
-
-def load_runs(results: Path) -> pd.DataFrame:
-    """One row per run directory: finished, diverged, failed or unfinished.
-
-    Scalars from ``final.json`` are flattened into columns (NB201 accuracies as
-    ``c10_test`` etc., the gap keys as they are, ranking statistics as
-    ``rank_*``); ``epochs`` holds the ``epochs.jsonl`` records and
-    ``ranking_cells`` the scored sample. A run that cannot be read is skipped
-    with a warning naming it, so one corrupt file never hides the others; the
-    skipped ones are listed in ``frame.attrs["unreadable"]`` (path, reason).
-    """
-    rows, unreadable = [], []
-    for directory in run_dirs(results):
-        try:
-            rows.append(_load_run(directory))
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            warnings.warn(f"skipping unreadable run {directory}: {error}", stacklevel=2)
-            reason = f"{type(error).__name__}: {error}"
-            unreadable.append({"path": str(directory), "reason": reason})
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        frame = pd.DataFrame(columns=["preset", "dataset", "method", "seed", "status", "path"])
-    else:
-        frame = frame.sort_values(["preset", "dataset", "method", "seed"], ignore_index=True)
-    frame.attrs["unreadable"] = unreadable
-    return frame
-
-
-def _load_run(directory: Path) -> dict[str, Any]:
-    preset, dataset, method, seed_dir = directory.parts[-4:]
-    row: dict[str, Any] = {
-        "preset": preset,
-        "dataset": dataset,
-        "method": method,
-        "seed": int(seed_dir.removeprefix("seed-")),
-        "path": str(directory),
-    }
-    if is_finished(directory):  # a garbled final.json or epochs.jsonl raises BadFile
-        final = read_final(directory)
-        row.update(_final_columns(final))
-        row["epochs"] = load_epochs(directory, final)
-        row["config"] = final["config"]
-        return row
-    if (directory / FAILED).is_file():
-        failed = read_json(directory / FAILED)
-        row.update(status="failed", reason=failed["reason"], config=failed.get("config"))
-    else:
-        row.update(status="unfinished", reason="no final.json (killed or still running)")
-        row["config"] = _recorded_config(directory)
-    row["epochs"] = read_jsonl(directory / EPOCHS)
-    return row
-
-
-def _recorded_config(directory: Path) -> dict[str, Any] | None:
-    """The config an unfinished run was started with; None where ``config.json`` is
-    missing or unreadable (a run killed before its first write)."""
-    try:
-        return _read_json_object(Path(directory) / CONFIG)
-    except BadFile:
-        return None
-
-
-def _final_columns(final: dict[str, Any]) -> dict[str, Any]:
-    """The flat scalar columns of one ``final.json``."""
-    row: dict[str, Any] = {
-        "status": final["status"],
-        "reason": final.get("reason"),
-        "arch": final["arch"],
-        "nb201_index": final.get("nb201_index"),
-        "epochs_done": final.get("epochs_done"),
-        "wall_s": final.get("wall_s"),
-        "table_version": (final.get("table") or {}).get("version"),
-    }
-    for (dataset, split), column in ACCURACY_KEYS.items():
-        row[column] = final["nb201"][dataset][split]
-    for key, value in (final.get("gap") or {}).items():
-        row[key] = _number(value) if key != "bn_mode" else value
-    ranking = final.get("ranking") or {}
-    for key, value in ranking.items():
-        if isinstance(value, int | float):
-            row[f"rank_{key}"] = _number(value)
-    for key, value in (ranking.get("test") or {}).items():
-        row[f"rank_test_{key}"] = _number(value)
-    row["ranking_cells"] = ranking.get("cells")
-    return row
-
-
-def _number(value: Any) -> float:
-    """JSON numbers as floats; None (not measured) as NaN."""
-    return float("nan") if value is None else float(value)

@@ -4,7 +4,8 @@ Per step the method's α step and the shared weight step alternate; per epoch
 the loop evaluates the supernet with continuous and with one-hot weights (the
 discretization gap), derives the cell, looks it up in NAS-Bench-201, appends a
 line to ``epochs.jsonl`` and checkpoints everything needed to continue
-bit-for-bit. The loop contains no method-specific branch.
+bit-for-bit. The loop contains no method-specific branch. What in the run
+directory is trusted, and where a run resumes from, :mod:`harness.rundir` decides.
 """
 
 from __future__ import annotations
@@ -20,18 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness import board, methods, metrics, ranking, results
+from harness import board, methods, metrics, ranking
 from harness.benchmark import Benchmark
 from harness.config import Config
 from harness.data import SearchData, build_search_data
 from harness.errors import UsageError, first_line
 from harness.methods.base import Method, StepContext
 from harness.provenance import environment
+from harness.rundir import RunDir
 from harness.supernet import SuperNet
 
 Log = Callable[[str], None]
-# Fields that change how fast a run goes, not what it computes on one device.
-EXECUTION_FIELDS = results.EXECUTION_FIELDS
 
 
 def select_device(name: str) -> torch.device:
@@ -300,13 +300,14 @@ class Search:
     ) -> None:
         self.config, self.directory, self.data_dir = config, Path(directory), data_dir
         self.benchmark, self.log = benchmark, log
+        self.rundir = RunDir(self.directory, config, benchmark.sha256, log)
 
     def run(self) -> dict[str, Any]:
         config = self.config
         device = select_device(config.device)
         configure_torch(config, device)
-        self._check_config()
-        done = self._intact_final()
+        self.rundir.check_config()
+        done = self.rundir.intact_final()
         if done is not None:
             return done
         state, records = self._start(device)
@@ -337,136 +338,21 @@ class Search:
         return "finished", None
 
     # --- pieces -------------------------------------------------------------
-    def _identity(self) -> dict[str, Any]:
-        """The config and NB201 table this run is made with (``config.json``'s content)."""
-        return results.identity(self.config.to_dict(), self.benchmark.sha256)
-
-    def _check_config(self) -> None:
-        """Refuse a directory made with another config or table (``sweep.check_run_dirs``
-        does so before any job starts; this guards direct use), then record ours."""
-        path = self.directory / results.CONFIG
-        wanted = self._identity()
-        if path.exists():
-            try:
-                recorded = results.read_config(self.directory)
-            except results.BadFile as problem:
-                self._distrust(problem, "writing it again")
-            else:
-                mismatch = results.config_mismatch(path, recorded, wanted)
-                if mismatch:
-                    raise UsageError(mismatch)
-                if recorded == wanted:
-                    return
-        results.write_json(path, wanted)
-
-    def _distrust(self, problem: results.BadFile, action: str) -> None:
-        """Say which file is bad and why, and keep it aside (never delete data)."""
-        path = self.directory / problem.name
-        if not path.exists():
-            self.log(f"{path} is missing; {action}")
-            return
-        kept = results.set_aside(path, "corrupt")
-        self.log(f"{path} is not trusted ({problem.why}); kept as {kept.name}; {action}")
-
-    def _intact_final(self) -> dict[str, Any] | None:
-        """A finished run's result, if its files can be trusted. A bad ``final.json`` is
-        set aside and the run resumes from its checkpoint to write it again; a bad
-        ``epochs.jsonl`` is set aside and rewritten from the checkpoint's records."""
-        if not results.is_finished(self.directory):
-            return None
-        try:
-            final = results.load_final(self.directory, self._identity())
-        except results.BadFile as problem:
-            self._distrust(problem, "resuming from the checkpoint to write it again")
-            return None
-        try:
-            results.load_epochs(self.directory, final)
-            return final
-        except results.BadFile as problem:
-            self._distrust(problem, "rewriting it from the checkpoint's records")
-        records = self._checkpoint_records(final)
-        if records is None:  # diverged (last epoch never checkpointed), or no usable checkpoint
-            kept = results.set_aside(self.directory / results.FINAL, "stale")
-            self.log(f"the checkpoint lacks those records; kept final.json as {kept.name}")
-            return None
-        results.write_jsonl(self.directory / results.EPOCHS, records)
-        return final
-
-    def _checkpoint_records(self, final: dict[str, Any]) -> list[dict[str, Any]] | None:
-        """The checkpoint's records, if they are exactly what ``final.json`` was made from."""
-        try:
-            records = self._verified_checkpoint(torch.device("cpu"))["records"]
-        except results.BadFile:
-            return None
-        digest = results.text_digest(results.jsonl_text(records))
-        if len(records) != final["epochs_done"]:
-            return None
-        return records if final.get("epochs_sha256") in (None, digest) else None
-
-    def _verified_checkpoint(self, device: torch.device) -> dict[str, Any]:
-        """The checkpoint, if it loads, matches its checksum and is this run's."""
-        state = results.load_checkpoint(self.directory / results.CHECKPOINT, device)
-        keys = results.differing(state.get("identity", {}), self._identity())
-        if "identity" in state and keys:
-            why = f"belongs to another run (differs in: {', '.join(keys)})"
-            raise results.BadFile(results.CHECKPOINT, why)
-        if state["epoch"] > self.config.epochs:
-            why = f"at epoch {state['epoch']}, beyond {self.config.epochs}"
-            raise results.BadFile(results.CHECKPOINT, why)
-        return state
-
     def _start(self, device: torch.device) -> tuple[SearchState, list[dict[str, Any]]]:
-        """A fresh state, or the checkpoint's. An untrusted checkpoint is set aside, with
-        the epochs.jsonl and final.json made from it, and the run restarts from epoch 0."""
-        checkpoint = None
-        if (self.directory / results.CHECKPOINT).exists():
-            try:
-                checkpoint = self._verified_checkpoint(device)
-            except results.BadFile as problem:
-                self._distrust(problem, "restarting the run from epoch 0")
-        if checkpoint is None:
-            self._set_aside_stale()
-            return build_state(self.config, self.data_dir, device), []
+        """A fresh state, or the checkpoint's the run directory trusts; one that does not
+        fit this run is handed back to it and the run restarts from epoch 0."""
+        checkpoint = self.rundir.checkpoint(device)
         state = build_state(self.config, self.data_dir, device)
+        if checkpoint is None:
+            return state, []
         try:
             records = state.restore(checkpoint)
         except (KeyError, RuntimeError, ValueError, TypeError) as error:
-            why = f"does not fit this run ({error})".splitlines()[0]
-            self._distrust(results.BadFile(results.CHECKPOINT, why), "restarting from epoch 0")
-            self._set_aside_stale()
+            self.rundir.does_not_fit(error)
             configure_torch(self.config, device)  # the same seeded start as a fresh run
             return build_state(self.config, self.data_dir, device), []
-        self.log(f"resumed {self.directory} at epoch {state.epoch}/{self.config.epochs}")
-        self._sync_epochs(records)
+        self.rundir.resumed(state.epoch, records)
         return state, records
-
-    def _set_aside_stale(self) -> None:
-        """Starting from epoch 0: files of an earlier attempt are kept, not overwritten."""
-        for name in (results.EPOCHS, results.FINAL):
-            path = self.directory / name
-            if path.exists():
-                kept = results.set_aside(path, "stale")
-                self.log(f"{path} has no usable checkpoint behind it; kept as {kept.name}")
-
-    def _sync_epochs(self, records: list[dict[str, Any]]) -> None:
-        """Make ``epochs.jsonl`` the checkpoint's records. A file one epoch behind (killed
-        between the two writes) is brought up to date; one that is not a prefix of the
-        records is garbled or another run's, and is set aside first."""
-        path = self.directory / results.EPOCHS
-        text = results.jsonl_text(records)
-        try:
-            current: str | None = path.read_bytes().decode("utf-8")
-        except FileNotFoundError:
-            current = ""
-        except (OSError, UnicodeDecodeError):
-            current = None
-        if current == text:
-            return
-        lagging = current is not None and text.startswith(current) and current[-1:] in ("", "\n")
-        if not lagging:
-            problem = results.BadFile(results.EPOCHS, "not a prefix of the checkpoint's records")
-            self._distrust(problem, "rewriting it from the checkpoint's records")
-        results.write_jsonl(path, records)
 
     def _record(self, state: SearchState, values: dict[str, float]) -> dict[str, Any]:
         cell = state.method.derive()
@@ -490,9 +376,7 @@ class Search:
         return record
 
     def _save(self, state: SearchState, records: list[dict[str, Any]]) -> None:
-        checkpoint = {**state.checkpoint(records), "identity": self._identity()}
-        results.save_checkpoint(self.directory / results.CHECKPOINT, checkpoint)
-        results.write_jsonl(self.directory / results.EPOCHS, records)
+        self.rundir.save(state.checkpoint(records), records)
 
     def _finish(
         self,
@@ -502,7 +386,7 @@ class Search:
         status: str,
         reason: str | None,
     ) -> dict[str, Any]:
-        results.write_jsonl(self.directory / results.EPOCHS, records)
+        self.rundir.write_epochs(records)
         cell = state.method.derive()
         last = records[-1] if records else {}
         final = {
@@ -522,7 +406,7 @@ class Search:
             "table": self.benchmark.info(),
             "data": state.data.info(),
             "environment": environment(device),
-            "epochs_sha256": results.text_digest(results.jsonl_text(records)),
+            "epochs_sha256": self.rundir.epochs_digest(records),
         }
         onehot, truth = last.get("onehot_valid_acc"), final["nb201"]["cifar10"]["valid"]
         final["gap"]["gap_to_nb201"] = None if onehot is None else onehot - truth
@@ -530,7 +414,7 @@ class Search:
             final["ranking"] = ranking.ranking_correlation(
                 state.model, self.benchmark, state.data, self.config
             )
-        results.write_final(self.directory / results.FINAL, final)
+        self.rundir.write_final(final)
         return final
 
 

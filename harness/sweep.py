@@ -12,39 +12,21 @@ run directory's lock, so concurrent invocations never run the same job twice.
 
 from __future__ import annotations
 
-import dataclasses
 import numbers
 import os
-import signal
-import sys
-import tempfile
-import threading
-import time
-import traceback
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from filelock import FileLock, Timeout
 from joblib import Parallel, delayed
 
 from harness import backends, methods, results
 from harness import config as cfg
 from harness.benchmark import Benchmark
-from harness.errors import UsageError, first_line
-from harness.search import Search
-
-
-@dataclass(frozen=True)
-class Job:
-    method: str
-    seed: int
-    config: cfg.Config
-    directory: Path
-
+from harness.errors import UsageError
+from harness.jobs import Job, indexed, log_line, pool_failure, uses_cuda, with_threads
+from harness.rundir import trusted_final
 
 MAX_SEED_COUNT = 1000
 """The largest ``--seeds`` count: more is a typo (give a list to run particular seeds)."""
@@ -158,178 +140,13 @@ def _table_sha256(benchmark: Benchmark | Path, table_path: Path) -> str:
     return Benchmark.load(None, table_path).sha256
 
 
-def log_line(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 # --- how many jobs, how many threads, which GPU ----------------------------------
-def uses_cuda(config: cfg.Config) -> bool:
-    """Whether a job will run on a GPU (``auto`` means: if there is one)."""
-    if config.device == "auto":
-        return torch.cuda.is_available()
-    return config.device.startswith("cuda")
-
-
 def default_jobs(jobs: list[Job]) -> int:
     """One job per GPU on CUDA; on CPU one per core (each then gets one thread)."""
     pending = max(1, len(jobs))
     if jobs and uses_cuda(jobs[0].config):
         return max(1, min(pending, torch.cuda.device_count()))
     return max(1, min(pending, os.cpu_count() or 1))
-
-
-def with_threads(job: Job, n_jobs: int, cores: int | None = None) -> Job:
-    """Cap torch's intra-op threads at cores // jobs, so parallel jobs never oversubscribe.
-
-    ``cores`` defaults to this machine's; a backend whose jobs run elsewhere gives
-    the cores each job has there. ``threads`` is an execution field: changing it
-    never invalidates a run directory.
-    """
-    cap = max(1, (cores or os.cpu_count() or 1) // n_jobs)
-    threads = min(job.config.threads, cap) if job.config.threads > 0 else cap
-    return dataclasses.replace(job, config=dataclasses.replace(job.config, threads=threads))
-
-
-GPU_LOCKS = Path(tempfile.gettempdir()) / "harness-gpu-slots"
-
-
-@contextmanager
-def gpu_slot(config: cfg.Config, gpus: int) -> Iterator[cfg.Config]:
-    """With several GPUs, hold one GPU's lock for the job and pin the job to it.
-
-    A lock per GPU (shared by every sweep on the machine) keeps two jobs off one
-    GPU however the workers are scheduled; ``cuda:N`` configs are left alone.
-    """
-    if gpus < 2 or config.device not in ("auto", "cuda"):
-        yield config
-        return
-    GPU_LOCKS.mkdir(parents=True, exist_ok=True)
-    while True:
-        for index in range(gpus):
-            lock = FileLock(str(GPU_LOCKS / f"gpu-{index}.lock"))
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
-                continue
-            try:
-                yield dataclasses.replace(config, device=f"cuda:{index}")
-            finally:
-                lock.release()
-            return
-        time.sleep(1.0)
-
-
-# --- one job ------------------------------------------------------------------------
-def run_job(job: Job, data_dir: Path, benchmark: Benchmark) -> dict[str, Any]:
-    """The run's result: a trusted finished one as it is, else searched (resumed, or
-    repaired where a file is bad; see :class:`~harness.search.Search`)."""
-    return Search(job.config, job.directory, data_dir, benchmark, log_line).run()
-
-
-def failure_record(job: Job, error: BaseException) -> dict[str, Any]:
-    """What ``failed.json`` holds: enough to see why, and the config to retry it."""
-    return {
-        "status": "failed",
-        "reason": f"{type(error).__name__}: {first_line(error)}",
-        "traceback": "".join(traceback.format_exception(error)),
-        "method": job.method,
-        "seed": job.seed,
-        "preset": job.config.preset,
-        "dataset": job.config.dataset,
-        "config": job.config.to_dict(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-LOCKED = "running in another process"
-"""The reason of a ``locked`` outcome: another process holds the run's lock."""
-
-
-def execute(job: Job, data_dir: Path, table_path: Path, gpus: int = 0) -> dict[str, Any]:
-    """Run one job in this process, holding its run directory's lock for the whole job.
-
-    A run locked by another process (another ``run``, a remote backend job) is not
-    run: the outcome is ``locked`` and a later rerun collects it. Stray temporaries of
-    killed writes are removed under the lock; an exception becomes ``failed.json``.
-    """
-    try:
-        job.directory.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(job.directory / results.LOCK))
-        lock.acquire(timeout=0)
-    except Timeout:
-        log_line(f"{job.method} seed {job.seed}: {LOCKED}; not run here")
-        return locked_record(job)
-    except OSError as error:
-        return _failed(job, results.WriteFailed(job.directory / results.LOCK, error))
-    try:
-        for stray in results.remove_stray_temporaries(job.directory):
-            log_line(f"removed {stray} (left by a write that was killed)")
-        with gpu_slot(job.config, gpus) as config:
-            benchmark = Benchmark.load(data_dir, table_path)
-            final = run_job(dataclasses.replace(job, config=config), data_dir, benchmark)
-        (job.directory / results.FAILED).unlink(missing_ok=True)
-        return final
-    except Exception as error:  # noqa: BLE001 - any failure is recorded, the sweep goes on
-        return _failed(job, error)
-    finally:
-        lock.release()
-
-
-def locked_record(job: Job) -> dict[str, Any]:
-    return {
-        "status": "locked",
-        "reason": LOCKED,
-        "method": job.method,
-        "seed": job.seed,
-        "preset": job.config.preset,
-        "dataset": job.config.dataset,
-    }
-
-
-def _failed(job: Job, error: BaseException, prefix: str = "") -> dict[str, Any]:
-    """Record a failure in ``failed.json`` where the disk allows; say it either way."""
-    record = failure_record(job, error)
-    record["reason"] = prefix + record["reason"]
-    try:
-        results.write_json(job.directory / results.FAILED, record)
-    except OSError as write_error:
-        log_line(f"{job.method} seed {job.seed}: could not record the failure: {write_error}")
-    log_line(f"{job.method} seed {job.seed} failed: {record['reason']}")
-    return record
-
-
-def _indexed(index: int, job: Job, *args: Any) -> tuple[int, dict[str, Any]]:
-    return index, execute(job, *args)
-
-
-PARENT_POLL_S = 0.2
-"""How often a local worker checks that the sweep that started it is still alive."""
-_watched_parent: int | None = None
-
-
-def in_local_worker(parent: int, index: int, job: Job, *args: Any) -> tuple[int, dict[str, Any]]:
-    """:func:`_indexed` in a loky worker of the sweep process ``parent``, which the
-    worker does not outlive (see :func:`end_with_parent`)."""
-    end_with_parent(parent)
-    return _indexed(index, job, *args)
-
-
-def end_with_parent(parent: int) -> None:
-    """Kill this process as soon as ``parent`` is no longer its parent (it died: killed,
-    crashed, terminated). A loky worker otherwise lives on, runs the jobs already queued
-    to it and holds their run locks, so the rerun would find them "running in another
-    process". Its in-flight epoch is lost, as with any kill. Idempotent per process."""
-    global _watched_parent
-    if os.getpid() == parent or _watched_parent == parent:
-        return
-    _watched_parent = parent
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_POLL_S)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="harness-parent-watch", daemon=True).start()
 
 
 # --- the sweep ------------------------------------------------------------------------
@@ -355,7 +172,7 @@ def run_jobs(
     pending = []
     for index, job in enumerate(jobs):
         wanted = results.identity(job.config.to_dict(), table_sha256)
-        final = results.trusted_final(job.directory, wanted)  # else the job repairs it
+        final = trusted_final(job.directory, wanted)  # else the job repairs it
         if final is not None:
             finals[index] = final
             _progress(finals, job, "already finished")
@@ -386,7 +203,7 @@ def _dispatch(
         return
     if backend.name == "local" and n_jobs == 1:
         for index, job, *rest in tasks:
-            yield _indexed(index, with_threads(job, 1), *rest)
+            yield indexed(index, with_threads(job, 1), *rest)
         return
     with backends.JOBLIB_BACKENDS[backend.name](backend, n_jobs) as pool:
         tasks = [pool.prepare(task) for task in tasks]
@@ -406,22 +223,4 @@ def _parallel(
     except Exception as error:  # noqa: BLE001 - a dead worker must not lose the others' results
         for task in tasks:
             if task[0] not in reported:
-                yield task[0], _pool_failure(task[1], error)
-
-
-def _pool_failure(job: Job, error: Exception) -> dict[str, Any]:
-    """A job lost with its worker (killed, out of memory, preempted): recorded so a rerun
-    retries it. The reason is one line; ``failed.json`` keeps the whole traceback."""
-    if results.is_finished(job.directory):  # it ended before the pool broke
-        return results.read_json(job.directory / results.FINAL)
-    lock = FileLock(str(job.directory / results.LOCK))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:  # another process runs it: not ours to mark
-        return locked_record(job)
-    except OSError:  # no run directory to record it in
-        return {**failure_record(job, error), "reason": f"worker lost: {first_line(error)}"}
-    try:
-        return _failed(job, error, prefix="worker lost: ")
-    finally:
-        lock.release()
+                yield task[0], pool_failure(task[1], error)

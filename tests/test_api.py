@@ -254,7 +254,7 @@ def test_search_raises_run_failed_when_the_run_raises(
     def broken(*args: Any) -> dict[str, Any]:
         raise RuntimeError("out of memory, say")
 
-    monkeypatch.setattr(harness.sweep, "run_job", broken)
+    monkeypatch.setattr("harness.jobs.run_job", broken)
     with pytest.raises(RunFailed, match="darts seed 0: failed") as raised:
         harness.search("darts", 0, "smoke", tmp_path)
     assert "out of memory, say" in raised.value.outcome["reason"]

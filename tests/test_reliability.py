@@ -19,6 +19,7 @@ from harness import results, sweep
 from harness.benchmark import Benchmark
 from harness.cli import EXIT_LOCKED, main, summary_table
 from harness.errors import UsageError
+from harness.jobs import LOCKED, Job
 
 OVERRIDES = {
     "epochs": "2",
@@ -31,7 +32,7 @@ OVERRIDES = {
 RUN = Path("smoke", "cifar10", "darts", "seed-0")
 
 
-def jobs(results_dir: Path, **extra: str) -> list[sweep.Job]:
+def jobs(results_dir: Path, **extra: str) -> list[Job]:
     return sweep.plan(["darts"], [0], "smoke", {**OVERRIDES, **extra}, results_dir)
 
 
@@ -273,7 +274,7 @@ def test_locked_run_is_reported_and_a_later_rerun_collects_it(
     argv += [f"--set={k}={v}" for k, v in OVERRIDES.items()] + ["--results", str(tmp_path)]
     with FileLock(str(directory / results.LOCK)):
         (outcome,) = sweep.run_jobs(jobs(tmp_path), data_dir, Benchmark.load(data_dir))
-        assert outcome["status"] == "locked" and outcome["reason"] == sweep.LOCKED
+        assert outcome["status"] == "locked" and outcome["reason"] == LOCKED
         assert "locked" in summary_table([outcome])
         assert main(argv) == EXIT_LOCKED
         err = capsys.readouterr().err

@@ -14,6 +14,7 @@ from harness import config as cfg
 from harness import report, results, sweep
 from harness.cli import main, summary_table
 from harness.report import split_by_config, write_reports
+from harness.runs import load_runs
 
 METHODS = ("darts", "darts2")
 
@@ -170,7 +171,7 @@ def test_unreadable_run_is_skipped_with_a_warning(tmp_path: Path) -> None:
     broken.mkdir(parents=True)
     (broken / results.FINAL).write_text("{not json")
     with pytest.warns(UserWarning, match="seed-0"):
-        frame = results.load_runs(tmp_path)
+        frame = load_runs(tmp_path)
     assert frame.empty
 
 
