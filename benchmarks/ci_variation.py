@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the mutations live beside the tests t
 
 import mutations  # noqa: E402
 
-from harness import check  # noqa: E402
+from harness import check, results  # noqa: E402
 from harness.benchmark import Benchmark  # noqa: E402
 from harness.methods import registry  # noqa: E402
 from harness.paths import find_data_dir  # noqa: E402
@@ -80,8 +80,8 @@ def largest_change(reference: dict[str, Any], other: dict[str, Any]) -> dict[str
 
 
 class Study:
-    def __init__(self, methods: list[str], seeds: list[int]) -> None:
-        self.methods, self.seeds = methods, seeds
+    def __init__(self, methods: list[str], seeds: list[int], baseline_out: str | None) -> None:
+        self.methods, self.seeds, self.baseline_out = methods, seeds, baseline_out
         self.data_dir = find_data_dir()
         Benchmark.load(self.data_dir)  # fail early on missing data
 
@@ -135,6 +135,8 @@ class Study:
             )
         )
         baseline = check.baseline_document(self.measure(), self.seeds, self.data_dir)
+        if self.baseline_out:
+            results.write_json(Path(self.baseline_out), baseline)
         rows: dict[str, Any] = {}
         for label, names, setup, envs in cases:
             for env_label in envs:
@@ -167,8 +169,12 @@ def main() -> None:
         help="mutations: oneDNN settings for the supernet breakage (comma list of labels)",
     )
     parser.add_argument("--out", help="write the table as JSON here too")
+    parser.add_argument(
+        "--baseline-out", help="mutations: also write the pinned reference as a gate baseline"
+    )
     args = parser.parse_args()
-    study = Study(args.methods.split(","), [int(s) for s in args.seeds.split(",")])
+    seeds = [int(s) for s in args.seeds.split(",")]
+    study = Study(args.methods.split(","), seeds, args.baseline_out)
     started = time.perf_counter()
     if args.study == "envs":
         table = study.envs()
