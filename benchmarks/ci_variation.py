@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -50,16 +49,8 @@ ISA_ENVS = ("default", "ONEDNN_MAX_CPU_ISA=AVX2", "ONEDNN_MAX_CPU_ISA=AVX512_COR
 
 def with_env(env: dict[str, str], work: Callable[[], Any]) -> Any:
     """Run ``work`` with ``env`` set, so the worker processes it starts inherit it."""
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
+    with check.environment_variables(env):
         return work()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def seed_means(measured: dict[str, Any]) -> dict[str, dict[str, float]]:

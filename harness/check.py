@@ -86,11 +86,11 @@ def _quiet(_: str) -> None:
 
 
 @contextlib.contextmanager
-def numerics_environment(pin: bool) -> Iterator[None]:
-    """While open, worker processes started from here inherit :data:`PINNED_ENV`."""
-    saved = {name: os.environ.get(name) for name in PINNED_ENV}
-    if pin:
-        os.environ.update(PINNED_ENV)
+def environment_variables(values: dict[str, str]) -> Iterator[None]:
+    """While open, ``os.environ`` holds ``values``, so worker processes started from here
+    inherit them (the gate's :data:`PINNED_ENV`, or the settings a study emulates)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -154,7 +154,10 @@ def measure(
     measured: dict[str, dict[str, dict[str, Any]]] = {m: {} for m in method_names}
     started = time.perf_counter()
     context = multiprocessing.get_context("spawn")
-    with numerics_environment(pin), ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with (
+        environment_variables(PINNED_ENV if pin else {}),
+        ProcessPoolExecutor(workers, mp_context=context) as pool,
+    ):
         futures = {
             pool.submit(measure_run, method, seed, data_dir, setup, overrides): (method, seed)
             for method, seed in runs

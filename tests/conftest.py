@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from harness.paths import find_data_dir
 
@@ -26,3 +28,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def data_dir() -> Path:
     """The real data directory; its absence is a failure, never a skip."""
     return find_data_dir()
+
+
+@pytest.fixture
+def float64_default() -> Iterator[None]:
+    """Every new tensor float64 and the global RNG seeded, for tests of a method's math:
+    finite differences and autograd (or an oracle) then agree tightly."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +38,7 @@ CPU = torch.device("cpu")
 
 
 # --- fixtures ------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def float64() -> Iterator[None]:
-    """Every tensor in these tests is float64, so FD and autograd agree tightly."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def make_batch(n: int = 8, seed: int = 1) -> Batch:

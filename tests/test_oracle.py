@@ -72,15 +72,7 @@ def autodl_cosine() -> type:
 CONV = {2: "conv1", 3: "conv3"}  # NB201 op index → our stacked kernels
 
 
-@pytest.fixture(autouse=True)
-def float64() -> Iterator[None]:
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 @dataclass
