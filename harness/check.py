@@ -146,8 +146,9 @@ def measure(
     setup: Setup | None = None,
     overrides: dict[str, str] | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Run the ci preset fresh for each (method, seed), each in a new worker process with
-    pinned kernels (``pin``); the final gap numbers per run. ``log`` gets a line per run."""
+    """Run the ci preset fresh for each (method, seed), each in a new worker process (so
+    no state, and no ``setup``, carries from one run to the next) with pinned kernels
+    (``pin``); the final gap numbers per run. ``log`` gets a line per run."""
     log = log or _quiet
     runs = [(method, seed) for method in method_names for seed in seeds]
     workers = jobs or default_jobs(len(runs))
@@ -156,7 +157,7 @@ def measure(
     context = multiprocessing.get_context("spawn")
     with (
         environment_variables(PINNED_ENV if pin else {}),
-        ProcessPoolExecutor(workers, mp_context=context) as pool,
+        ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1) as pool,
     ):
         futures = {
             pool.submit(measure_run, method, seed, data_dir, setup, overrides): (method, seed)
