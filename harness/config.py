@@ -391,6 +391,23 @@ def _unknown_key(key: str, valid: list[str]) -> UsageError:
     return UsageError(f"unknown --set key {key!r}{hint}; valid keys: {', '.join(valid)}")
 
 
+def paper_protocol(preset: str, method_options_type: type | None) -> dict[str, Any]:
+    """A method's own published NAS-Bench-201 protocol (``Options.PAPER_PROTOCOL``: config
+    fields where its paper departs from the DARTS one, e.g. epochs or weight decay).
+
+    It applies under the ``paper`` preset only, so the CPU presets keep one budget for
+    every method; ``--set`` still overrides it, and the resolved values are what
+    ``config.json`` records.
+    """
+    if preset != "paper" or method_options_type is None:
+        return {}
+    protocol: dict[str, Any] = dict(getattr(method_options_type, "PAPER_PROTOCOL", {}))
+    unknown = sorted(set(protocol) - set(config_keys()))
+    if unknown:
+        raise ValueError(f"{method_options_type.__name__}.PAPER_PROTOCOL: unknown {unknown}")
+    return protocol
+
+
 def resolve(
     preset: str,
     method: str,
@@ -410,7 +427,7 @@ def resolve(
         close = difflib.get_close_matches(preset, list(PRESETS), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise UsageError(f"unknown preset {preset!r}{hint}; known presets: {', '.join(PRESETS)}")
-    config = Config(**PRESETS[preset])
+    config = Config(**{**PRESETS[preset], **paper_protocol(preset, method_options_type)})
     config.preset, config.method, config.seed = preset, method, seed
     options = method_options_type() if method_options_type else None
     types = {f.name: f.type for f in fields(Config)}

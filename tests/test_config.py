@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -90,3 +92,21 @@ def test_method_options_for_methods_not_run_are_refused(tmp_path: Path) -> None:
         sweep.plan(["darts"], [0], "smoke", overrides, tmp_path)
     jobs = sweep.plan(["darts", "cdao"], [0], "smoke", overrides, tmp_path)
     assert [job.config.method_options.get("mu") for job in jobs] == [None, 0.1]
+
+
+@dataclass
+class _ProtocolOptions:
+    PAPER_PROTOCOL: ClassVar[dict[str, Any]] = {"epochs": 100, "w_nesterov": False}
+    k: int = 1
+
+
+def test_paper_protocol_applies_under_paper_only_and_set_wins() -> None:
+    """A method's published protocol (Options.PAPER_PROTOCOL) sets the paper preset's
+    values; CPU presets ignore it and --set overrides it."""
+    Options = _ProtocolOptions
+    resolve = cfg.resolve
+    paper = resolve("paper", "m", {}, Options)
+    assert (paper.epochs, paper.w_nesterov) == (100, False)
+    assert resolve("proxy", "m", {}, Options).epochs == 10
+    assert resolve("paper", "m", {"epochs": "7"}, Options).epochs == 7
+    assert resolve("paper", "m", {}, None).epochs == 50
