@@ -69,6 +69,7 @@ class SearchState:
     wall_s: float = 0.0
     bf16: bool = False
     channels_last: bool = False
+    warmup_epochs: int = 0  # weights-only epochs: no α step before this epoch
 
     def autocast(self) -> torch.autocast:
         """The ``bf16`` switch: bfloat16 autocast around forward passes (a no-op when off)."""
@@ -120,6 +121,7 @@ def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchS
         config.seed,
         dtype=dtype,
         train_fraction=method_class.train_fraction(options),
+        resolution=config.resolution,
     )
     extra = method_class.supernet_options(options)
     model = SuperNet(
@@ -130,6 +132,7 @@ def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchS
     if config.compile:
         compile_model(model, device)
     method = methods.create(model, config, device)
+    method.bind_data(data.eval_images, data.eval_labels, config.gap_eval_batch)
     w_optimizer, scheduler = weight_optimizer(model, config)
     return SearchState(
         model,
@@ -140,6 +143,7 @@ def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchS
         config.grad_clip,
         bf16=config.bf16,
         channels_last=config.channels_last,
+        warmup_epochs=config.warmup_epochs,
     )
 
 
@@ -188,6 +192,7 @@ def weight_step(state: SearchState, ctx: StepContext, batch: tuple[Tensor, Tenso
     """One SGD step on the shared weights; returns [loss, correct] on the device."""
     images, labels = batch
     state.w_optimizer.zero_grad(set_to_none=True)
+    state.method.before_weight_step(ctx)
     with state.autocast():
         logits = state.model(images, state.method.weight_step_weights(), state.method.active_mask())
     loss = F.cross_entropy(_upcast(logits), labels)
@@ -205,6 +210,7 @@ def train_epoch(state: SearchState, epochs: int) -> dict[str, float]:
     state.method.begin_epoch(state.epoch)
     data, method = state.data, state.method
     steps = data.train.batches_per_epoch
+    moves_alpha = state.epoch >= state.warmup_epochs  # the warm-up trains the weights only
     valid_batches = _cycle(data.valid, state.epoch)
     totals = None
     for step, train_batch in enumerate(data.train.epoch_batches(state.epoch)):
@@ -212,10 +218,10 @@ def train_epoch(state: SearchState, epochs: int) -> dict[str, float]:
         ctx = StepContext(
             state.model, state.w_optimizer, state.epoch, step, steps, epochs, bf16=state.bf16
         )
-        if method.alpha_first:
+        if moves_alpha and method.alpha_first:
             method.arch_step(ctx, train_batch, valid_batch)
         step_totals = weight_step(state, ctx, train_batch)
-        if not method.alpha_first:
+        if moves_alpha and not method.alpha_first:
             method.arch_step(ctx, train_batch, valid_batch)
         totals = step_totals if totals is None else totals + step_totals
     loss_sum, correct = totals.tolist() if totals is not None else (math.nan, 0.0)

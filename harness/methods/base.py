@@ -142,6 +142,15 @@ class Method(abc.ABC):
     def arch_step(self, ctx: StepContext, train: Batch, valid: Batch) -> None:
         """Update α once."""
 
+    def before_weight_step(self, ctx: StepContext) -> None:
+        """Hook before each weight step (e.g. sample the path it trains)."""
+        del ctx
+
+    def bind_data(self, images: Tensor, labels: Tensor, batch_size: int) -> None:
+        """The fixed search-valid images a method may score cells on when it derives
+        (e.g. best of K sampled cells); most methods derive from α alone."""
+        del images, labels, batch_size
+
     def after_weight_step(self, ctx: StepContext, grad_norm: Tensor) -> None:
         """Hook after each weight step; ``grad_norm`` is the pre-clip norm of ∇w."""
         del ctx, grad_norm
