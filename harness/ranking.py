@@ -148,7 +148,7 @@ def ranking_correlation(
     on); ``test`` holds the same statistics against the test truth. ``cells``
     keeps every point so a report can plot the scatter.
     """
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     generator = generator if generator is not None else rank_generator(config.seed)
     cells = sample_cells(config.rank_samples, generator)
     size = config.rank_eval_size or data.eval_labels.shape[0]
@@ -169,6 +169,7 @@ def ranking_correlation(
         "truth": "NB201 cifar10 valid (test under 'test')",
         "eval_size": int(labels.shape[0]),
         "wall_s": round(time.perf_counter() - started, 3),
+        "cpu_s": round(time.process_time() - started_cpu, 3),
         "cells": {
             "codes": codes.tolist(),
             "scores": scores.tolist(),

@@ -67,6 +67,7 @@ class SearchState:
     grad_clip: float = 5.0
     epoch: int = 0
     wall_s: float = 0.0
+    cpu_s: float = 0.0  # this process's CPU time: the cost that contention does not inflate
     bf16: bool = False
     channels_last: bool = False
     warmup_epochs: int = 0  # weights-only epochs: no α step before this epoch
@@ -85,6 +86,7 @@ class SearchState:
         return {
             "epoch": self.epoch,
             "wall_s": self.wall_s,
+            "cpu_s": self.cpu_s,
             "model": self.model.state_dict(),
             "method": self.method.state_dict(),
             "w_optimizer": self.w_optimizer.state_dict(),
@@ -100,6 +102,7 @@ class SearchState:
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         self.epoch, self.wall_s = state["epoch"], state["wall_s"]
+        self.cpu_s = state.get("cpu_s", 0.0)
         return list(state["records"])
 
 
@@ -327,7 +330,7 @@ class Search:
         """Epochs until the last, or until one diverges: ``(status, reason)``."""
         config = self.config
         while state.epoch < config.epochs:
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             values = train_epoch(state, config.epochs)
             state.scheduler.step()
             reason = _finite(values, state.method.alpha)
@@ -335,6 +338,7 @@ class Search:
             if reason is None:
                 values.update(measure_gap(state, config))
             state.wall_s += time.perf_counter() - started
+            state.cpu_s += time.process_time() - started_cpu
             records.append(self._record(state, values))
             write_events(records[-1])
             if reason is not None:
@@ -370,6 +374,7 @@ class Search:
         record["arch"] = cell.to_arch_str()
         record["nb201"] = self.benchmark.lookup(cell)
         record["wall_s"] = round(state.wall_s, 3)
+        record["cpu_s"] = round(state.cpu_s, 3)
         record["method"] = state.method.telemetry()
         c = self.config
         self.log(
@@ -408,6 +413,7 @@ class Search:
             "nb201": self.benchmark.lookup(cell),
             "gap": {k: last.get(k) for k in GAP_KEYS},
             "wall_s": round(state.wall_s, 3),
+            "cpu_s": round(state.cpu_s, 3),
             "config": self.config.to_dict(),
             "table": self.benchmark.info(),
             "data": state.data.info(),

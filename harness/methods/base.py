@@ -67,6 +67,7 @@ class Method(abc.ABC):
     summary: ClassVar[str]
     Options: ClassVar[type] = NoOptions
     alpha_first: ClassVar[bool] = False
+    derives_from_alpha: ClassVar[bool] = True  # False: derive() scores cells instead
 
     def __init__(self, model: SuperNet, config: Config, options: Any, device: torch.device):
         self.model, self.config, self.options, self.device = model, config, options, device

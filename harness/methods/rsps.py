@@ -48,6 +48,7 @@ class Rsps(Method):
     summary = "random search with parameter sharing: uniform single-path training, best of K"
     Options = RspsOptions
     alpha_first = True
+    derives_from_alpha = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -58,6 +59,7 @@ class Rsps(Method):
         self.batch_size = 0
         self._derived: tuple[int, Cell] | None = None  # (weight steps seen, cell)
         self._steps = 0
+        self._in_step = False
 
     def initial_alpha(self) -> Tensor:
         """No architecture preference: α stays zero (uniform weights) for the whole run."""
@@ -76,17 +78,20 @@ class Rsps(Method):
         del ctx
         ops = torch.from_numpy(self.paths.integers(0, NUM_OPS, NUM_EDGES)).to(self.device)
         self.path = F.one_hot(ops, NUM_OPS).to(self.dtype)
+        self._in_step = True
 
     def weight_step_weights(self) -> Tensor:
         return self.path
 
     def active_mask(self) -> Tensor | None:
-        """Outside a weight step (the gap's continuous pass) every op is live."""
-        return None
+        """In a weight step only the drawn path runs; outside one (the gap's continuous
+        pass) every op is live."""
+        return self.path.bool().cpu() if self._in_step else None
 
     def after_weight_step(self, ctx: StepContext, grad_norm: Tensor) -> None:
         del ctx, grad_norm
         self._steps += 1
+        self._in_step = False
 
     def derive(self) -> Cell:
         """The best of K candidates by one-shot accuracy; cached until the weights move."""
