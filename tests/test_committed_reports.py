@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -29,16 +30,38 @@ GROUP = Path("smoke") / "cifar10"
 
 
 def test_committed_reports_regenerate_from_committed_results(
-    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, data_dir: Path
 ) -> None:
     """The CI gate of issue 20: every ``reports/<preset>/<dataset>`` has results behind
     it under ``results/`` and regenerates from them (tables byte for byte, plots by
     presence and size). On failure, run ``python -m harness report --results results
     --out reports`` and commit what changed, with the change that moved it."""
-    monkeypatch.chdir(REPO)  # the manifests record `results` as the committed command gave it
-    if not manifest.report_groups(Path("reports")) and not results.run_dirs(Path("results")):
+    root = committed_results(tmp_path)
+    monkeypatch.chdir(root)  # the manifests record `results` as the committed command gave it
+    reports = REPO / "reports"
+    if not manifest.report_groups(reports) and not results.run_dirs(Path("results")):
         pytest.skip("no committed reports and no committed results: nothing to regenerate")
-    assert manifest.check_reports(Path("results"), Path("reports"), data_dir) == []
+    assert manifest.check_reports(Path("results"), reports, data_dir) == []
+
+
+def committed_results(target: Path) -> Path:
+    """A directory whose ``results/`` holds the run files git tracks (copied under
+    ``target``), so runs left in a working tree uncommitted (ignored checkpoints, a sweep
+    in progress) do not count, as in a clean clone; outside a git checkout, the
+    repository itself."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(REPO), "ls-files", "-z", "--", "results"],
+            capture_output=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return REPO
+    for name in filter(None, done.stdout.decode().split("\0")):
+        if (REPO / name).is_file():  # a tracked file deleted in the working tree is gone
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(REPO / name, target / name)
+    return target
 
 
 # --- the machinery, on a synthetic results tree ------------------------------------------
