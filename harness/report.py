@@ -97,7 +97,10 @@ def write_reports(
         raise UsageError(f"no runs under {results_dir}; run `python -m harness run` first")
     optimum = space_optimum(data_dir)
     published = load_published()
-    unreadable = runs.attrs.get("unreadable", [])
+    unreadable = [
+        {**u, "path": shown_path(Path(u["path"])).as_posix()}
+        for u in runs.attrs.get("unreadable", [])
+    ]
     written: list[Path] = []
     failures: list[str] = []
     for (preset, dataset), group in runs.groupby(["preset", "dataset"], sort=True):

@@ -244,6 +244,27 @@ def test_regenerating_removes_what_the_last_report_wrote_and_nothing_else(
     assert len(load_runs(Path("results"))) == 2
 
 
+def test_an_unreadable_run_is_counted_and_named_by_its_relative_path(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copytree(tree / "results", tmp_path / "results")
+    monkeypatch.chdir(tmp_path)
+    (Path("results") / GROUP / "darts" / "seed-1" / results.FINAL).write_text("{garbled")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "skipping unreadable run")
+        report(tmp_path / "results", Path("reports"), tmp_path / "no-table")  # absolute
+    out = Path("reports") / GROUP
+    data = json.loads((out / manifest.MANIFEST).read_text())
+    assert data["runs"]["total"] == 3 and data["runs"]["unreadable"] == 1
+    assert data["unreadable"] == ["darts/seed-1"]
+    assert data["results"] == "results/smoke/cifar10"  # inside the working directory
+    assert (
+        "WARNING: unreadable run skipped: results/smoke/cifar10/darts/seed-1 ("
+        in (out / "nb201.md").read_text()
+    )
+    assert "(3 finished, 1 unreadable)" in manifest.summary(data)
+
+
 def test_cli_report_check(
     tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
