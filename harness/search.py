@@ -189,7 +189,8 @@ def weight_step(state: SearchState, ctx: StepContext, batch: tuple[Tensor, Tenso
     images, labels = batch
     state.w_optimizer.zero_grad(set_to_none=True)
     with state.autocast():
-        logits = state.model(images, state.method.weight_step_weights(), state.method.active_mask())
+        weights, active = state.method.weight_step_inputs()
+        logits = state.model(images, weights, active)
     loss = F.cross_entropy(_upcast(logits), labels)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), state.grad_clip)

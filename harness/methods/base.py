@@ -52,10 +52,16 @@ class StepContext:
     def w_lr(self) -> float:
         return float(self.w_optimizer.param_groups[0]["lr"])
 
-    def loss(self, batch: Batch, weights: Tensor, active: Tensor | None = None) -> Tensor:
+    def loss(
+        self,
+        batch: Batch,
+        weights: Tensor,
+        active: Tensor | None = None,
+        straight_through: bool = False,
+    ) -> Tensor:
         images, labels = batch
         with torch.autocast(images.device.type, torch.bfloat16, enabled=self.bf16):
-            logits = self.model(images, weights, active)
+            logits = self.model(images, weights, active, straight_through)
         # bf16 logits are upcast for the loss; other dtypes (float64 in tests) are kept.
         return F.cross_entropy(logits.float() if self.bf16 else logits, labels)
 
@@ -116,6 +122,11 @@ class Method(abc.ABC):
     def active_mask(self) -> Tensor | None:
         """Host-side bool mask of ops whose weight is exactly zero-free; None = all live."""
         return None
+
+    def weight_step_inputs(self) -> tuple[Tensor, Tensor | None]:
+        """(edge weights, active mask) of one weight step, drawn together: a sampling
+        method (GDAS) draws one cell per step and computes only its ops."""
+        return self.weight_step_weights(), self.active_mask()
 
     def derive(self) -> Cell:
         """Argmax per edge over all five ops, ``none`` included (NB201/AutoDL)."""
