@@ -194,6 +194,7 @@ def weight_step(state: SearchState, ctx: StepContext, batch: tuple[Tensor, Tenso
     loss = F.cross_entropy(_upcast(logits), labels)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), state.grad_clip)
+    state.method.before_weight_update(ctx)
     state.w_optimizer.step()
     state.method.after_weight_step(ctx, grad_norm)
     correct = (logits.detach().argmax(1) == labels).sum()

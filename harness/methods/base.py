@@ -153,6 +153,10 @@ class Method(abc.ABC):
     def arch_step(self, ctx: StepContext, train: Batch, valid: Batch) -> None:
         """Update α once."""
 
+    def before_weight_update(self, ctx: StepContext) -> None:
+        """Hook between the weight gradient (clipped) and the optimizer's step."""
+        del ctx
+
     def after_weight_step(self, ctx: StepContext, grad_norm: Tensor) -> None:
         """Hook after each weight step; ``grad_norm`` is the pre-clip norm of ∇w."""
         del ctx, grad_norm
