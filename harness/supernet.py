@@ -467,11 +467,12 @@ def _constant_terms(weights: Tensor, active: Tensor | None) -> list[Tensor | Non
     """Per node, the sum of the weights of the ops outside ``active`` on its incoming
     edges (0-dim tensors): the constants of the straight-through forward."""
     assert active is not None
-    off = ~active.to(device=weights.device, dtype=torch.bool)
+    rows = active.tolist()  # on the host: no device sync per edge
     totals: list[Tensor | None] = [None, None, None, None]
     for k, (target, _) in enumerate(EDGES):
-        if bool(off[k].any()):
-            term = weights[k][off[k]].sum()
+        off = [o for o in range(NUM_OPS) if not rows[k][o]]
+        if off:
+            term = weights[k, off].sum()
             totals[target] = term if totals[target] is None else totals[target] + term
     return totals
 
