@@ -195,12 +195,13 @@ def weight_step(state: SearchState, ctx: StepContext, batch: tuple[Tensor, Tenso
     """One SGD step on the shared weights; returns [loss, correct] on the device."""
     images, labels = batch
     state.w_optimizer.zero_grad(set_to_none=True)
-    state.method.before_weight_step(ctx)
     with state.autocast():
-        logits = state.model(images, state.method.weight_step_weights(), state.method.active_mask())
+        weights, active = state.method.weight_step_inputs()
+        logits = state.model(images, weights, active)
     loss = F.cross_entropy(_upcast(logits), labels)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), state.grad_clip)
+    state.method.before_weight_update(ctx)
     state.w_optimizer.step()
     state.method.after_weight_step(ctx, grad_norm)
     correct = (logits.detach().argmax(1) == labels).sum()

@@ -36,8 +36,8 @@ def test_each_weight_step_trains_one_uniformly_drawn_path() -> None:
     method = make_rsps()
     paths = []
     for _ in range(200):
-        method.before_weight_step(ctx(method))
-        path = method.weight_step_weights()
+        path, mask = method.weight_step_inputs()
+        assert mask is not None and torch.equal(mask, path.bool())
         assert torch.equal(path.sum(-1), torch.ones(NUM_EDGES))  # one op per edge
         paths.append(path.argmax(-1))
     counts = torch.bincount(torch.stack(paths).flatten(), minlength=NUM_OPS)
@@ -49,10 +49,7 @@ def test_each_weight_step_trains_one_uniformly_drawn_path() -> None:
 def test_only_the_drawn_path_gets_gradient(impl: str) -> None:
     method = make_rsps()
     method.model = SuperNet(C=4, N=1, impl=impl)
-    method.before_weight_step(ctx(method))
-    path = method.weight_step_weights()
-    mask = method.active_mask()
-    assert mask is not None and torch.equal(mask, path.bool())
+    path, mask = method.weight_step_inputs()
     method.model(torch.randn(4, 3, 8, 8), path, mask).sum().backward()
     cell = method.model.layers[0]
     for edge in range(NUM_EDGES):
@@ -61,7 +58,6 @@ def test_only_the_drawn_path_gets_gradient(impl: str) -> None:
             grad = getattr(cell, f"{kind}_weight").grad
             trained = grad is not None and bool(grad[SLOT[edge]].abs().sum() > 0)
             assert trained == (drawn == op), (edge, drawn, kind)
-    method.after_weight_step(ctx(method), torch.zeros(()))
     assert method.active_mask() is None  # outside a step (the gap's pass): all ops live
     assert method.alpha.grad is None and torch.equal(method.alpha, torch.zeros_like(method.alpha))
 
@@ -88,17 +84,13 @@ def test_derive_is_the_best_candidate_and_cached_until_the_weights_move(
 
 def test_resume_continues_the_same_path_stream() -> None:
     method = make_rsps()
-    method.before_weight_step(ctx(method))
+    method.weight_step_inputs()
     state = method.state_dict()
-    expected = []
-    for _ in range(3):
-        method.before_weight_step(ctx(method))
-        expected.append(method.weight_step_weights().clone())
+    expected = [method.weight_step_inputs()[0] for _ in range(3)]
     resumed = make_rsps()
     resumed.load_state_dict(state)
     for path in expected:
-        resumed.before_weight_step(ctx(resumed))
-        assert torch.equal(resumed.weight_step_weights(), path)
+        assert torch.equal(resumed.weight_step_inputs()[0], path)
 
 
 # --- resolution ------------------------------------------------------------------------

@@ -47,19 +47,16 @@ class Rsps(Method):
     name = "rsps"
     summary = "random search with parameter sharing: uniform single-path training, best of K"
     Options = RspsOptions
-    alpha_first = True
     derives_from_alpha = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.paths = np.random.default_rng([self.config.seed, PATH_STREAM])
-        self.path = torch.zeros(NUM_EDGES, NUM_OPS, dtype=self.dtype, device=self.device)
         self.images: Tensor | None = None
         self.labels: Tensor | None = None
         self.batch_size = 0
         self._derived: tuple[int, Cell] | None = None  # (weight steps seen, cell)
         self._steps = 0
-        self._in_step = False
 
     def initial_alpha(self) -> Tensor:
         """No architecture preference: α stays zero (uniform weights) for the whole run."""
@@ -73,25 +70,16 @@ class Rsps(Method):
         """Nothing to learn: the architecture is never a parameter."""
         del ctx, train, valid
 
-    def before_weight_step(self, ctx: StepContext) -> None:
-        """Draw this step's cell: one op per edge, uniform."""
-        del ctx
+    def weight_step_inputs(self) -> tuple[Tensor, Tensor | None]:
+        """This step's cell, drawn uniformly (one op per edge), and its mask: the fused
+        supernet computes only the drawn path."""
         ops = torch.from_numpy(self.paths.integers(0, NUM_OPS, NUM_EDGES)).to(self.device)
-        self.path = F.one_hot(ops, NUM_OPS).to(self.dtype)
-        self._in_step = True
-
-    def weight_step_weights(self) -> Tensor:
-        return self.path
-
-    def active_mask(self) -> Tensor | None:
-        """In a weight step only the drawn path runs; outside one (the gap's continuous
-        pass) every op is live."""
-        return self.path.bool().cpu() if self._in_step else None
+        path = F.one_hot(ops, NUM_OPS).to(self.dtype)
+        return path, path.bool().cpu()
 
     def after_weight_step(self, ctx: StepContext, grad_norm: Tensor) -> None:
         del ctx, grad_norm
         self._steps += 1
-        self._in_step = False
 
     def derive(self) -> Cell:
         """The best of K candidates by one-shot accuracy; cached until the weights move."""
