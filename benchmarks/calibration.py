@@ -48,9 +48,19 @@ SETTINGS: list[tuple[str, str, dict[str, Any]]] = [
     ("r16-5k", "16 px, 5k+5k", R16_5K),
     ("r16-10k", "16 px, 10k+10k", {**R16_5K, "train_size": 10000, "valid_size": 10000}),
     ("r16-5k-N2", "16 px, 5k+5k, N=2", {**R16_5K, "N": 2}),
-    ("r16-5k-alr3e-4", "16 px, 5k+5k, α lr 3e-4 (paper)", {**R16_5K, "a_lr": 3e-4}),
     ("r16-5k-warm", "16 px, 5k+5k, 3 warm-up epochs", {**R16_5K, "warmup_epochs": 3}),
     ("r16-5k-bf16", "16 px, 5k+5k, bf16", {**R16_5K, "bf16": True}),
+]
+LONG = {"resolution": 16, "train_size": 25000, "valid_size": 25000, "epochs": 30}
+RSPS_ONLY: list[tuple[str, str, dict[str, Any]]] = [
+    # rsps trains one path per step and has no α step: about a fifth of darts' cost per
+    # image, so it can afford the budget that tests whether shared weights rank at all
+    ("r16-25k-ep30", "16 px, 25k+25k (the whole split), 30 epochs: rsps only", LONG),
+    (
+        "25k-ep10",
+        "32 px, 25k+25k, 10 epochs: rsps only (the issue's uniform diagnostic, as a run)",
+        {"train_size": 25000, "valid_size": 25000},
+    ),
 ]
 
 
@@ -65,15 +75,18 @@ def command(name: str, overrides: dict[str, Any], methods: tuple[str, ...]) -> l
 
 
 def run(only: set[str] | None) -> None:
-    for name, _, overrides in SETTINGS:
+    for name, _, overrides, methods in [
+        *((n, w, o, METHODS) for n, w, o in SETTINGS),
+        *((n, w, o, ("rsps",)) for n, w, o in RSPS_ONLY),
+    ]:
         if only and name not in only:
             continue
-        if all(load(name, method) is not None for method in METHODS):
+        if all(load(name, method) is not None for method in methods):
             continue  # finished (possibly under an earlier MEASURE; its config.json says)
         measure = {
             k: v for k, v in MEASURE.items() if not (name == "proxy" and k.endswith("candidates"))
         }
-        args = command(name, {**measure, **overrides}, METHODS)
+        args = command(name, {**measure, **overrides}, methods)
         print(f"== {name}: {' '.join(args[1:])}", flush=True)
         started = time.perf_counter()
         subprocess.run(args, check=True, cwd=ROOT)
@@ -97,13 +110,28 @@ def skip_count(arch: str) -> int:
 
 def row(name: str, label: str, runs_root: Path = RUNS) -> dict[str, Any] | None:
     darts, rsps = load(name, "darts", runs_root), load(name, "rsps", runs_root)
-    if darts is None:
+    if darts is None and rsps is None:
         return None
-    final, epochs = darts
+    out: dict[str, Any] = {"setting": name, "what": label, "skip_by_epoch": []}
+    if darts is not None:
+        out |= _darts_columns(*darts)
+    if rsps is not None:
+        final, _ = rsps
+        rank = final.get("ranking", {})
+        out |= {
+            "rsps_wall_s": round(final["wall_s"]),
+            "rsps_cpu_s": round(final["cpu_s"] + rank.get("cpu_s", 0)),
+            "rsps_supernet_acc": round(final["gap"]["supernet_valid_acc"], 1),
+            "rsps_tau": _round(rank.get("kendall_tau")),
+            "rsps_split_half_tau": _round(rank.get("split_half", {}).get("kendall_tau")),
+            "rsps_c10_test": round(final["nb201"]["cifar10"]["test"], 2),
+        }
+    return out
+
+
+def _darts_columns(final: dict[str, Any], epochs: list[dict[str, Any]]) -> dict[str, Any]:
     gap, rank = final["gap"], final.get("ranking", {})
-    out: dict[str, Any] = {
-        "setting": name,
-        "what": label,
+    return {
         "darts_wall_s": round(final["wall_s"]),
         "darts_cpu_s": round(final["cpu_s"] + rank.get("cpu_s", 0)),
         "supernet_acc": round(gap["supernet_valid_acc"], 1),
@@ -117,17 +145,6 @@ def row(name: str, label: str, runs_root: Path = RUNS) -> dict[str, Any] | None:
         "darts_split_half_tau": _round(rank.get("split_half", {}).get("kendall_tau")),
         "skip_by_epoch": [skip_count(e["arch"]) for e in epochs],
     }
-    if rsps is not None:
-        r_final, _ = rsps
-        r_rank = r_final.get("ranking", {})
-        out |= {
-            "rsps_wall_s": round(r_final["wall_s"]),
-            "rsps_cpu_s": round(r_final["cpu_s"] + r_rank.get("cpu_s", 0)),
-            "rsps_tau": _round(r_rank.get("kendall_tau")),
-            "rsps_split_half_tau": _round(r_rank.get("split_half", {}).get("kendall_tau")),
-            "rsps_c10_test": round(r_final["nb201"]["cifar10"]["test"], 2),
-        }
-    return out
 
 
 def _round(value: float | None) -> float | None:
@@ -137,13 +154,14 @@ def _round(value: float | None) -> float | None:
 COLUMNS = (
     "setting", "darts_cpu_s", "rsps_cpu_s", "supernet_acc", "onehot_acc", "alpha_max_prob",
     "alpha_entropy", "skip_edges", "none_edges", "darts_c10_test", "darts_tau",
-    "darts_split_half_tau", "rsps_tau", "rsps_split_half_tau", "rsps_c10_test",
+    "darts_split_half_tau", "rsps_supernet_acc", "rsps_tau", "rsps_split_half_tau", "rsps_c10_test",
 )  # fmt: skip
 
 
 def table(runs_root: Path = RUNS, out: Path = OUT, plots: bool = True) -> None:
     """``study.csv`` and ``study.md`` (and the plots) from the runs under ``runs_root``."""
-    rows = [r for n, label, _ in SETTINGS if (r := row(n, label, runs_root)) is not None]
+    every = SETTINGS + RSPS_ONLY
+    rows = [r for n, label, _ in every if (r := row(n, label, runs_root)) is not None]
     out.mkdir(parents=True, exist_ok=True)
     with (out / "study.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, COLUMNS + ("what",), extrasaction="ignore")
@@ -151,7 +169,7 @@ def table(runs_root: Path = RUNS, out: Path = OUT, plots: bool = True) -> None:
         writer.writerows(rows)
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cell(r.get(c)) for c in COLUMNS) + " |" for r in rows]
-    lines += ["", "Settings:", ""] + [f"- `{n}`: {label}" for n, label, _ in SETTINGS]
+    lines += ["", "Settings:", ""] + [f"- `{n}`: {label}" for n, label, _ in every]
     (out / "study.md").write_text("\n".join(lines) + "\n")
     if plots:
         _plots(rows, out)
@@ -181,7 +199,7 @@ def _plots(rows: list[dict[str, Any]], out: Path) -> None:
     fig.savefig(out / "tau_vs_cost.png", dpi=120, metadata={"Software": None})
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for r in rows:
+    for r in (r for r in rows if r["skip_by_epoch"]):
         ax.plot(range(1, len(r["skip_by_epoch"]) + 1), r["skip_by_epoch"], label=r["setting"])
     ax.set(xlabel="epoch", ylabel="skip_connect edges in darts' cell", ylim=(-0.2, 6.2))
     ax.legend(fontsize=6)

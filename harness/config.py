@@ -96,6 +96,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "rank_samples": 100,
         "rank_eval_size": 256,
     },
+    # The calibrated CPU preset (issue 15, docs/presets.md, reports/calibration): 16 × 16
+    # images buy 10k + 10k of them; about 4 CPU-minutes per darts run, one thread.
+    "cpu": {
+        "C": 8,
+        "N": 1,
+        "resolution": 16,
+        "epochs": 10,
+        "train_size": 10000,
+        "valid_size": 10000,
+        "a_lr": 3e-2,
+        "gap_eval_size": 1024,
+        "gap_eval_batch": 256,
+        "rank_samples": 100,
+        "rank_eval_size": 1024,
+    },
     # Seconds per run: tests and the CI gate. Deterministic on CPU.
     "smoke": {
         "C": 4,
