@@ -455,8 +455,11 @@ HARNESS_COLUMNS: tuple[tuple[str, str, Format], ...] = (
     ("rank_sparse_kendall_tau", "Sparse τ", lambda v: f"{v:.3f}"),
     ("rank_p_at_5", "P@5%", lambda v: f"{v:.2f}"),
     ("rank_top20_kendall_tau", "τ top-20%", lambda v: f"{v:.3f}"),
+    ("rank_split_half_tau", "Score split-half τ", lambda v: f"{v:.3f}"),
     ("final_minus_best", "Final − best (pt)", lambda v: f"{v:.2f}"),
     ("late_changes", "Late cell changes", lambda v: f"{v:.1f}"),
+    ("supernet_valid_acc", "Supernet acc (%)", lambda v: f"{v:.1f}"),
+    ("onehot_valid_acc", "One-hot acc (%)", lambda v: f"{v:.1f}"),
 )
 
 
@@ -500,7 +503,11 @@ def harness_table(frame: pd.DataFrame) -> Table:
         "per edge: share of seed pairs choosing the same op, averaged over edges.",
         "Ranking: one-shot accuracy of sampled cells vs NB201 C10 valid (Kendall τ-b, "
         "Spearman ρ, sparse τ with truth rounded to 0.1, P@5% = share of the top 5% by score "
-        "in the true top 5%, τ among the true top 20%).",
+        "in the true top 5%, τ among the true top 20%); score split-half τ: the same cells' "
+        "scores on the even against the odd eval batches (disjoint images): how reproducible "
+        "the score itself is.",
+        "Supernet / one-hot acc: the supernet's accuracy on the gap eval images with "
+        "continuous / one-hot weights at the last epoch (how trained the supernet is).",
         "Final − best: last epoch's NB201 C10 test minus the best epoch's (≤ 0); late cell "
         "changes: derived-cell changes in the last 10% of epochs (at least the last).",
     ]

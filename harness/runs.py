@@ -110,6 +110,7 @@ def _final_columns(final: dict[str, Any]) -> dict[str, Any]:
             row[f"rank_{key}"] = _number(value)
     for key, value in (ranking.get("test") or {}).items():
         row[f"rank_test_{key}"] = _number(value)
+    row["rank_split_half_tau"] = _number((ranking.get("split_half") or {}).get("kendall_tau"))
     row["ranking_cells"] = ranking.get("cells")
     return row
 
