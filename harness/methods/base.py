@@ -4,7 +4,8 @@ A method owns its architecture parameters and their update rule, and turns them
 into the edge weights the supernet consumes. The loop never asks which method
 it runs: it calls :meth:`Method.arch_step` once per step (before or after the
 weight step, as :attr:`Method.alpha_first` says), trains the shared weights on
-:meth:`Method.weight_step_weights`, and asks :meth:`Method.derive` for the cell.
+:meth:`Method.train_weights` (by default :meth:`Method.weight_step_weights`), and
+asks :meth:`Method.derive` for the cell.
 """
 
 from __future__ import annotations
@@ -112,6 +113,15 @@ class Method(abc.ABC):
     def weight_step_weights(self) -> Tensor:
         """Edge weights used to train the shared weights; no gradient to α."""
         return self.edge_weights().detach()
+
+    def train_weights(self, ctx: StepContext, batch: Batch) -> Tensor:
+        """The edge weights this step's weight update trains w on, given its train batch.
+
+        The default is :meth:`weight_step_weights`; a method that perturbs them against
+        the batch's loss (SDARTS-ADV) or at random (SDARTS-RS) overrides this.
+        """
+        del ctx, batch
+        return self.weight_step_weights()
 
     def active_mask(self) -> Tensor | None:
         """Host-side bool mask of ops whose weight is exactly zero-free; None = all live."""
