@@ -433,8 +433,10 @@ class Search:
         configured and the search finished (it fine-tunes the supernet in place)."""
         found = {"argmax": self._looked_up(state.method.derive())}
         if self.config.select == "pt" and status == "finished":
+            started = time.perf_counter()
             pt = select.pt_select(state, self.config, self._accuracy(state), self.log)
-            found["pt"] = {**self._looked_up(pt.cell), **pt.record()}
+            wall_s = round(time.perf_counter() - started, 3)
+            found["pt"] = {**self._looked_up(pt.cell), **pt.record(), "wall_s": wall_s}
         elif self.config.select == "pt":
             self.log(f"select=pt skipped: the search {status}; the cell is argmax's")
         return found

@@ -542,6 +542,11 @@ TELEMETRY = {
     "constrained": {"alpha_step_rate", "threshold", "fisher_ewma", "pruned_ops"},
     "rdarts": {"reg_distance", "reg_weight", "stage_disagreement", "stage_archs"},
     "amended": {"amend_ratio"},
+    "sdarts_rs": {"epsilon"},
+    "sdarts_adv": {"epsilon"},
+    "darts_minus": {"beta"},
+    "beta_darts": {"lambda_t", "beta_decay"},
+    "fairdarts": {"zero_one", "sigmoid_max", "above_threshold"},
 }
 VARIANTS = [
     "cdao.two_pass=true",
@@ -553,6 +558,7 @@ VARIANTS = [
     "constrained.regularizer=admm",
     "rdarts.adapt=dual",
     "amended.normalize_c=0.5",
+    "fairdarts.derive=threshold",
 ]
 
 
