@@ -56,6 +56,11 @@ CONFIGS: list[tuple[str, str, dict[str, str]]] = [
     ("rdarts", "rdarts", {}),
     ("amended", "amended", {}),
     ("amended hessian=autograd", "amended", {"hessian": "autograd"}),
+    ("sdarts_rs", "sdarts_rs", {}),
+    ("sdarts_adv", "sdarts_adv", {}),
+    ("darts_minus", "darts_minus", {}),
+    ("beta_darts", "beta_darts", {}),
+    ("fairdarts", "fairdarts", {}),
 ]
 
 
