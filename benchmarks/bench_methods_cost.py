@@ -61,6 +61,12 @@ CONFIGS: list[tuple[str, str, dict[str, str]]] = [
     ("darts_minus", "darts_minus", {}),
     ("beta_darts", "beta_darts", {}),
     ("fairdarts", "fairdarts", {}),
+    ("gdas", "gdas", {}),
+    ("snas", "snas", {}),
+    ("pcdarts", "pcdarts", {}),
+    ("drnas", "drnas", {}),
+    ("drnas reg_type=kl", "drnas", {"reg_type": "kl"}),
+    ("drnas progressive", "drnas", {"progressive": "true"}),  # epoch 30 of 50: stage 2, K=2
 ]
 
 

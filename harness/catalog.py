@@ -41,13 +41,29 @@ METHODS: dict[str, tuple[str, str]] = {
         "harness.methods.darts_minus",
         "DARTS-: auxiliary skip β_t·x on every edge, β linear 1→0; argmax softmax(α)",
     ),
+    "drnas": (
+        "harness.methods.drnas",
+        "DrNAS: Dirichlet edge weights by rsample, L2/KL; progressive option (PC, pruning)",
+    ),
     "fairdarts": (
         "harness.methods.fairdarts",
         "FairDARTS: sigmoid(α) weights, α loss + 10·zero-one loss; argmax σ per edge",
     ),
+    "gdas": (
+        "harness.methods.gdas",
+        "GDAS: one Gumbel-max op per edge, straight-through gradient, τ 10→0.1",
+    ),
+    "pcdarts": (
+        "harness.methods.pcdarts",
+        "PC-DARTS: mixed op on 1/K of the channels + channel shuffle, α step first",
+    ),
     "rdarts": (
         "harness.methods.rdarts",
         "RDARTS [I]: one α per stage, Reg distance between stages with adaptive weight",
+    ),
+    "rsps": (
+        "harness.methods.rsps",
+        "random search with parameter sharing: uniform single-path training, best of K",
     ),
     "sdarts_adv": (
         "harness.methods.sdarts",
@@ -56,6 +72,10 @@ METHODS: dict[str, tuple[str, str]] = {
     "sdarts_rs": (
         "harness.methods.sdarts",
         "SDARTS-RS: weight step on clip(softmax(α) + U(−ε, ε)), ε ramped 0.03→0.3",
+    ),
+    "snas": (
+        "harness.methods.snas",
+        "SNAS: Gumbel-softmax sample of the cell each forward, τ 10→1 (DrNAS's NB201)",
     ),
 }
 """Method name → (the module that registers it, its one-line summary), sorted by name."""

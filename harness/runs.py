@@ -97,6 +97,8 @@ def _final_columns(final: dict[str, Any]) -> dict[str, Any]:
         "wall_s": final.get("wall_s"),
         "table_version": (final.get("table") or {}).get("version"),
         "selections": final.get("selections"),
+        "table_sha256": (final.get("table") or {}).get("sha256"),
+        "code_version": (final.get("environment") or {}).get("code_version"),
     }
     for key, value in (final.get("gap") or {}).items():
         row[key] = _number(value) if key != "bn_mode" else value

@@ -100,7 +100,7 @@ def test_sdarts_rs_weight_step_trains_on_the_perturbed_softmax() -> None:
         method.alpha.normal_(0, 0.5)
     ctx = context(method, epoch=10)
     torch.manual_seed(5)
-    weights = method.train_weights(ctx, batch(1))
+    weights = method.perturb_weights(ctx, batch(1), method.weight_step_weights())
     torch.manual_seed(5)
     expected = perturbation.random_perturbation(method.alpha.softmax(-1).detach(), method.epsilon)
     assert torch.equal(weights, expected)
@@ -162,7 +162,7 @@ def test_sdarts_adv_attacks_the_batch_of_its_weight_step_in_eval_mode() -> None:
         return forward(*args, **kwargs)
 
     method.model.forward = spy  # type: ignore[method-assign]
-    found = method.train_weights(ctx, train)
+    found = method.perturb_weights(ctx, train, probs)
     del method.model.forward
     assert modes and not any(modes) and method.model.training  # attack in eval, then back
 
@@ -174,23 +174,35 @@ def test_sdarts_adv_attacks_the_batch_of_its_weight_step_in_eval_mode() -> None:
     assert torch.equal(found, attack(train)) and not torch.equal(found, attack(other))
 
 
-def test_the_loop_trains_the_weights_on_train_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_loop_trains_the_weights_on_what_perturb_weights_returns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     method = make("sdarts_rs")
     sentinel = torch.full((NUM_EDGES, NUM_OPS), 0.2)
     sentinel[:, CONV3] = 0.6
     seen: list[Any] = []
-    monkeypatch.setattr(method, "train_weights", lambda ctx, b: (seen.append(b), sentinel)[1])
+
+    def perturb(ctx: StepContext, b: Batch, weights: Tensor) -> Tensor:
+        seen.append((b, weights))
+        return sentinel
+
+    monkeypatch.setattr(method, "perturb_weights", perturb)
     used = []
     forward = method.model.forward
-    monkeypatch.setattr(
-        method.model, "forward", lambda x, w, a=None: (used.append(w), forward(x, w, a))[1]
-    )
+
+    def spy(x: Tensor, w: Tensor, *args: Any) -> Tensor:
+        used.append(w)
+        return forward(x, w, *args)
+
+    monkeypatch.setattr(method.model, "forward", spy)
     optimizer, scheduler = search.weight_optimizer(method.model, method.config)
     data = SimpleNamespace(eval_images=torch.zeros(1))  # autocast reads its device
     state = search.SearchState(method.model, method, optimizer, scheduler, data)  # type: ignore[arg-type]
     train = batch(1)
     search.weight_step(state, context(method), train)
-    assert seen == [train] and len(used) == 1 and used[0] is sentinel
+    assert len(seen) == 1 and seen[0][0] is train  # the step's own train batch ...
+    assert torch.equal(seen[0][1], method.alpha.softmax(-1))  # ... and the drawn weights
+    assert len(used) == 1 and used[0] is sentinel
 
 
 # --- DARTS- ----------------------------------------------------------------------------------
@@ -254,9 +266,9 @@ def test_aux_skip_adds_beta_times_the_input_on_every_edge(impl: str) -> None:
     beta = 0.7
     expected = cell_with_explicit_aux_skip(net, x, probs, beta)
     shifted = perturbation.with_aux_skip(probs, beta)
-    got = net._cell_forward(net.layers[0], x, shifted, None)
+    got = net._cell_forward(net.layers[0], x, shifted, None, False)
     assert torch.allclose(got, expected, atol=1e-12)
-    plain = net._cell_forward(net.layers[0], x, probs, None)
+    plain = net._cell_forward(net.layers[0], x, probs, None, False)
     assert not torch.allclose(plain, expected, atol=1e-3)
 
 
@@ -296,7 +308,7 @@ def test_fairdarts_weights_are_independent_sigmoids_starting_at_one_half() -> No
 def test_zero_one_loss_value_and_gradient_at_a_known_alpha() -> None:
     alpha = torch.full((NUM_EDGES, NUM_OPS), math.log(3), requires_grad=True)
     value = regularizers.zero_one(alpha.sigmoid())
-    assert float(value) == pytest.approx(-0.0625)  # −mean((3/4 − 1/2)²)
+    assert float(value.detach()) == pytest.approx(-0.0625)  # −mean((3/4 − 1/2)²)
     (grad,) = torch.autograd.grad(value, alpha)
     n = NUM_EDGES * NUM_OPS
     assert torch.allclose(grad, torch.full_like(grad, -2 * 0.25 * 0.75 * 0.25 / n))

@@ -547,6 +547,9 @@ TELEMETRY = {
     "darts_minus": {"beta"},
     "beta_darts": {"lambda_t", "beta_decay"},
     "fairdarts": {"zero_one", "sigmoid_max", "above_threshold"},
+    "gdas": {"tau"},
+    "snas": {"tau"},
+    "drnas": {"concentration_sum", "partial_channels", "stage"},
 }
 VARIANTS = [
     "cdao.two_pass=true",
@@ -559,6 +562,8 @@ VARIANTS = [
     "rdarts.adapt=dual",
     "amended.normalize_c=0.5",
     "fairdarts.derive=threshold",
+    "drnas.progressive=true",
+    "drnas.reg_type=kl",
 ]
 
 

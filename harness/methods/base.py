@@ -4,7 +4,7 @@ A method owns its architecture parameters and their update rule, and turns them
 into the edge weights the supernet consumes. The loop never asks which method
 it runs: it calls :meth:`Method.arch_step` once per step (before or after the
 weight step, as :attr:`Method.alpha_first` says), trains the shared weights on
-:meth:`Method.train_weights` (by default :meth:`Method.weight_step_weights`), and
+:meth:`Method.weight_step_inputs` as :meth:`Method.perturb_weights` leaves them, and
 asks :meth:`Method.derive` for the cell.
 """
 
@@ -53,10 +53,16 @@ class StepContext:
     def w_lr(self) -> float:
         return float(self.w_optimizer.param_groups[0]["lr"])
 
-    def loss(self, batch: Batch, weights: Tensor, active: Tensor | None = None) -> Tensor:
+    def loss(
+        self,
+        batch: Batch,
+        weights: Tensor,
+        active: Tensor | None = None,
+        straight_through: bool = False,
+    ) -> Tensor:
         images, labels = batch
         with torch.autocast(images.device.type, torch.bfloat16, enabled=self.bf16):
-            logits = self.model(images, weights, active)
+            logits = self.model(images, weights, active, straight_through)
         # bf16 logits are upcast for the loss; other dtypes (float64 in tests) are kept.
         return F.cross_entropy(logits.float() if self.bf16 else logits, labels)
 
@@ -68,6 +74,7 @@ class Method(abc.ABC):
     summary: ClassVar[str]
     Options: ClassVar[type] = NoOptions
     alpha_first: ClassVar[bool] = False
+    derives_from_alpha: ClassVar[bool] = True  # False: derive() scores cells instead
 
     def __init__(self, model: SuperNet, config: Config, options: Any, device: torch.device):
         self.model, self.config, self.options, self.device = model, config, options, device
@@ -114,18 +121,21 @@ class Method(abc.ABC):
         """Edge weights used to train the shared weights; no gradient to α."""
         return self.edge_weights().detach()
 
-    def train_weights(self, ctx: StepContext, batch: Batch) -> Tensor:
-        """The edge weights this step's weight update trains w on, given its train batch.
-
-        The default is :meth:`weight_step_weights`; a method that perturbs them against
-        the batch's loss (SDARTS-ADV) or at random (SDARTS-RS) overrides this.
-        """
-        del ctx, batch
-        return self.weight_step_weights()
-
     def active_mask(self) -> Tensor | None:
         """Host-side bool mask of ops whose weight is exactly zero-free; None = all live."""
         return None
+
+    def weight_step_inputs(self) -> tuple[Tensor, Tensor | None]:
+        """(edge weights, active mask) of one weight step, drawn together: a sampling
+        method (GDAS) draws one cell per step and computes only its ops."""
+        return self.weight_step_weights(), self.active_mask()
+
+    def perturb_weights(self, ctx: StepContext, batch: Batch, weights: Tensor) -> Tensor:
+        """The weights this weight step trains w on, given those :meth:`weight_step_inputs`
+        drew and the step's train batch: unchanged by default; SDARTS perturbs them at
+        random or against the batch's loss."""
+        del ctx, batch
+        return weights
 
     def derive(self) -> Cell:
         """Argmax per edge over all five ops, ``none`` included (NB201/AutoDL)."""
@@ -151,6 +161,15 @@ class Method(abc.ABC):
     @abc.abstractmethod
     def arch_step(self, ctx: StepContext, train: Batch, valid: Batch) -> None:
         """Update α once."""
+
+    def bind_data(self, images: Tensor, labels: Tensor, batch_size: int) -> None:
+        """The fixed search-valid images a method may score cells on when it derives
+        (e.g. best of K sampled cells); most methods derive from α alone."""
+        del images, labels, batch_size
+
+    def before_weight_update(self, ctx: StepContext) -> None:
+        """Hook between the weight gradient (clipped) and the optimizer's step."""
+        del ctx
 
     def after_weight_step(self, ctx: StepContext, grad_norm: Tensor) -> None:
         """Hook after each weight step; ``grad_norm`` is the pre-clip norm of ∇w."""

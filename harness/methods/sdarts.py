@@ -78,8 +78,8 @@ class SdartsRs(Sdarts):
     name = "sdarts_rs"
     summary = "SDARTS-RS: weight step on clip(softmax(α) + U(−ε, ε)), ε ramped 0.03→0.3"
 
-    def train_weights(self, ctx: StepContext, batch: Batch) -> Tensor:
-        return random_perturbation(self.weight_step_weights(), self.epsilon)
+    def perturb_weights(self, ctx: StepContext, batch: Batch, weights: Tensor) -> Tensor:
+        return random_perturbation(weights, self.epsilon)
 
 
 @register
@@ -87,14 +87,14 @@ class SdartsAdv(Sdarts):
     name = "sdarts_adv"
     summary = "SDARTS-ADV: weight step on softmax(α) + 7-step L∞ PGD δ, ε ramped 0.03→0.3"
 
-    def train_weights(self, ctx: StepContext, batch: Batch) -> Tensor:
+    def perturb_weights(self, ctx: StepContext, batch: Batch, weights: Tensor) -> Tensor:
         model = ctx.model
         was_training = model.training
         model.eval()  # the code attacks in eval mode
         try:
             return pgd_perturbation(
-                lambda weights: ctx.loss(batch, weights),
-                self.weight_step_weights(),
+                lambda point: ctx.loss(batch, point),
+                weights,
                 self.epsilon,
                 self.options.pgd_steps,
                 self.options.random_start,

@@ -1,5 +1,4 @@
-"""Small pieces that method files compose: α-loss terms (:mod:`.regularizers`) and
-perturbations of the edge weights the supernet sees (:mod:`.perturbation`).
-
-Nothing here registers a method; each piece is a pure function of tensors.
+"""Pieces that several methods compose: samplers and schedules (:mod:`.sampling`),
+α-loss terms (:mod:`.regularizers`) and perturbations of the edge weights the supernet
+sees (:mod:`.perturbation`); no method registers here.
 """
