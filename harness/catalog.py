@@ -13,6 +13,10 @@ METHODS: dict[str, tuple[str, str]] = {
         "harness.methods.amended",
         "Amended-DARTS [I]: ∇_α L_val − η·∇²_{αw}L_tr·H·∇_w L_val by finite differences",
     ),
+    "beta_darts": (
+        "harness.methods.beta_darts",
+        "β-DARTS: α loss + λ_t·mean_e logsumexp(α_e), λ linear 0→50",
+    ),
     "cdao": (
         "harness.methods.cdao",
         "DARTS-CDAO [I]: α step on p + λ_t·sg(onehot − p), coarse gradient via STE",
@@ -33,9 +37,17 @@ METHODS: dict[str, tuple[str, str]] = {
         "harness.methods.darts2",
         "DARTS second order: unrolled virtual step, finite-difference Hessian term",
     ),
+    "darts_minus": (
+        "harness.methods.darts_minus",
+        "DARTS-: auxiliary skip β_t·x on every edge, β linear 1→0; argmax softmax(α)",
+    ),
     "drnas": (
         "harness.methods.drnas",
         "DrNAS: Dirichlet edge weights by rsample, L2/KL; progressive option (PC, pruning)",
+    ),
+    "fairdarts": (
+        "harness.methods.fairdarts",
+        "FairDARTS: sigmoid(α) weights, α loss + 10·zero-one loss; argmax σ per edge",
     ),
     "gdas": (
         "harness.methods.gdas",
@@ -48,6 +60,18 @@ METHODS: dict[str, tuple[str, str]] = {
     "rdarts": (
         "harness.methods.rdarts",
         "RDARTS [I]: one α per stage, Reg distance between stages with adaptive weight",
+    ),
+    "rsps": (
+        "harness.methods.rsps",
+        "random search with parameter sharing: uniform single-path training, best of K",
+    ),
+    "sdarts_adv": (
+        "harness.methods.sdarts",
+        "SDARTS-ADV: weight step on softmax(α) + 7-step L∞ PGD δ, ε ramped 0.03→0.3",
+    ),
+    "sdarts_rs": (
+        "harness.methods.sdarts",
+        "SDARTS-RS: weight step on clip(softmax(α) + U(−ε, ε)), ε ramped 0.03→0.3",
     ),
     "snas": (
         "harness.methods.snas",

@@ -61,6 +61,9 @@ class Config:
     gap_eval_batch: int = 256
     rank_samples: int = 100  # cells scored for the ranking correlation at the end
     rank_eval_size: int = 0  # eval images per scored cell; 0 = the whole gap eval subset
+    # selection: how the final cell is read from the trained supernet (harness/select.py)
+    select: str = "argmax"  # "argmax" (Method.derive) or "pt" (DARTS-PT perturbation)
+    pt_tune_frac: float = 0.05  # DARTS-PT fine-tuning per decision, as a fraction of epochs
     # execution
     impl: str = "fused"  # "fused" or "reference" supernet
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
@@ -254,6 +257,8 @@ RULES: dict[str, Rule] = {
     "gap_eval_batch": integer(1),
     "rank_samples": integer(0, note="0 = no ranking"),
     "rank_eval_size": integer(0, SEARCH_SPLIT_SIZE, "0 = the whole gap eval subset"),
+    "select": one_of("argmax", "pt"),
+    "pt_tune_frac": real(0, note="fine-tuning per DARTS-PT decision, as a fraction of epochs"),
     "impl": one_of("fused", "reference"),
     "device": DEVICE,
     "threads": integer(0, note="0 = torch's default"),

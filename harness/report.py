@@ -46,7 +46,7 @@ from scipy import stats
 
 from harness import manifest, metrics, results
 from harness.errors import UsageError, first_line
-from harness.runs import ACCURACY_KEYS, load_runs
+from harness.runs import ACCURACY_KEYS, by_selection, load_runs
 from harness.space import EDGES, OPS, Cell
 
 ACCURACIES = tuple(ACCURACY_KEYS.values())
@@ -138,7 +138,8 @@ def report_group(
 ) -> list[Path]:
     """One (preset, dataset): rows split by config, integrity warnings, then the files
     (with ``built_from``, the group's :func:`harness.manifest.build_manifest`)."""
-    frame, split_note = split_by_config(add_run_statistics(group.reset_index(drop=True)))
+    rows = by_selection(group.reset_index(drop=True))  # a select=pt run: argmax and pt rows
+    frame, split_note = split_by_config(add_run_statistics(rows))
     warnings_ = integrity_warnings(frame, optimum, unreadable)
     notes = [split_note] if split_note else []
     if not (frame["status"] == "finished").any():
@@ -845,7 +846,7 @@ def _provenance_lines(frame: pd.DataFrame, built_from: dict[str, Any] | None) ->
     versions = sorted({str(v) for v in _col(frame, "table_version").dropna()})
     preset, dataset = frame["preset"].iloc[0], frame["dataset"].iloc[0]
     lines = [
-        f"- preset `{preset}`, search dataset `{dataset}`, {len(frame)} run(s)",
+        f"- preset `{preset}`, search dataset `{dataset}`, {frame['path'].nunique()} run(s)",
         f"- benchmark table: {', '.join(versions) or 'unknown'}",
     ]
     if built_from is not None:

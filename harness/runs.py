@@ -92,16 +92,14 @@ def _final_columns(final: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "status": final["status"],
         "reason": final.get("reason"),
-        "arch": final["arch"],
-        "nb201_index": final.get("nb201_index"),
+        **_cell_columns(final),
         "epochs_done": final.get("epochs_done"),
         "wall_s": final.get("wall_s"),
         "table_version": (final.get("table") or {}).get("version"),
+        "selections": final.get("selections"),
         "table_sha256": (final.get("table") or {}).get("sha256"),
         "code_version": (final.get("environment") or {}).get("code_version"),
     }
-    for (dataset, split), column in ACCURACY_KEYS.items():
-        row[column] = final["nb201"][dataset][split]
     for key, value in (final.get("gap") or {}).items():
         row[key] = _number(value) if key != "bn_mode" else value
     ranking = final.get("ranking") or {}
@@ -113,6 +111,33 @@ def _final_columns(final: dict[str, Any]) -> dict[str, Any]:
     row["rank_split_half_tau"] = _number((ranking.get("split_half") or {}).get("kendall_tau"))
     row["ranking_cells"] = ranking.get("cells")
     return row
+
+
+def _cell_columns(found: dict[str, Any]) -> dict[str, Any]:
+    """A cell's columns: arch string, NB201 index and looked-up accuracies."""
+    row = {"arch": found["arch"], "nb201_index": found.get("nb201_index")}
+    for (dataset, split), column in ACCURACY_KEYS.items():
+        row[column] = found["nb201"][dataset][split]
+    return row
+
+
+def by_selection(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, selection): a run that recorded several selections (``select=pt``
+    records argmax's cell too) becomes one row per selection, with that selection's cell
+    and accuracies and its config's ``select`` set to it. The rows of one supernet then
+    differ only in ``select``, which the report splits rows by."""
+    rows = []
+    for row in frame.to_dict("records"):
+        found = row.get("selections")
+        if not isinstance(found, dict) or len(found) < 2 or not isinstance(row["config"], dict):
+            rows.append(row)
+            continue
+        for name, chosen in found.items():
+            config = {**row["config"], "select": name}
+            rows.append({**row, **_cell_columns(chosen), "config": config})
+    expanded = pd.DataFrame(rows, columns=frame.columns)
+    expanded.attrs = dict(frame.attrs)
+    return expanded
 
 
 def _number(value: Any) -> float:

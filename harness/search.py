@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness import board, methods, metrics, ranking
+from harness import board, methods, metrics, ranking, select
 from harness.benchmark import Benchmark
 from harness.config import Config
 from harness.data import SearchData, build_search_data
@@ -29,6 +29,7 @@ from harness.errors import UsageError, first_line
 from harness.methods.base import Method, StepContext
 from harness.provenance import environment
 from harness.rundir import RunDir
+from harness.space import Cell
 from harness.supernet import SuperNet
 
 Log = Callable[[str], None]
@@ -197,6 +198,7 @@ def weight_step(state: SearchState, ctx: StepContext, batch: tuple[Tensor, Tenso
     state.w_optimizer.zero_grad(set_to_none=True)
     with state.autocast():
         weights, active = state.method.weight_step_inputs()
+        weights = state.method.perturb_weights(ctx, batch, weights)
         logits = state.model(images, weights, active)
     loss = F.cross_entropy(_upcast(logits), labels)
     loss.backward()
@@ -399,8 +401,15 @@ class Search:
         reason: str | None,
     ) -> dict[str, Any]:
         self.rundir.write_epochs(records)
-        cell = state.method.derive()
         last = records[-1] if records else {}
+        ranked = None
+        if status == "finished" and self.config.rank_samples > 0:
+            ranked = ranking.ranking_correlation(
+                state.model, self.benchmark, state.data, self.config
+            )
+        selections = self._selections(state, status)  # after ranking: PT fine-tunes w
+        chosen = self.config.select if self.config.select in selections else "argmax"
+        headline = selections[chosen]
         final = {
             "status": status,
             "reason": reason,
@@ -409,9 +418,11 @@ class Search:
             "seed": self.config.seed,
             "preset": self.config.preset,
             "dataset": self.config.dataset,
-            "arch": cell.to_arch_str(),
-            "nb201_index": self.benchmark.index_of(cell),
-            "nb201": self.benchmark.lookup(cell),
+            "arch": headline["arch"],
+            "nb201_index": headline["nb201_index"],
+            "nb201": headline["nb201"],
+            "selection": chosen,
+            "selections": selections,
             "gap": {k: last.get(k) for k in GAP_KEYS},
             "wall_s": round(state.wall_s, 3),
             "cpu_s": round(state.cpu_s, 3),
@@ -421,14 +432,41 @@ class Search:
             "environment": environment(device),
             "epochs_sha256": self.rundir.epochs_digest(records),
         }
-        onehot, truth = last.get("onehot_valid_acc"), final["nb201"]["cifar10"]["valid"]
+        # the one-hot accuracy is the argmax cell's, so is the truth it is compared with
+        onehot = last.get("onehot_valid_acc")
+        truth = selections["argmax"]["nb201"]["cifar10"]["valid"]
         final["gap"]["gap_to_nb201"] = None if onehot is None else onehot - truth
-        if status == "finished" and self.config.rank_samples > 0:
-            final["ranking"] = ranking.ranking_correlation(
-                state.model, self.benchmark, state.data, self.config
-            )
+        if ranked is not None:
+            final["ranking"] = ranked
         self.rundir.write_final(final)
         return final
+
+    def _selections(self, state: SearchState, status: str) -> dict[str, dict[str, Any]]:
+        """The cell each selection gives (``select``): argmax always, DARTS-PT when
+        configured and the search finished (it fine-tunes the supernet in place)."""
+        found = {"argmax": self._looked_up(state.method.derive())}
+        if self.config.select == "pt" and status == "finished":
+            started = time.perf_counter()
+            pt = select.pt_select(state, self.config, self._accuracy(state), self.log)
+            wall_s = round(time.perf_counter() - started, 3)
+            found["pt"] = {**self._looked_up(pt.cell), **pt.record(), "wall_s": wall_s}
+        elif self.config.select == "pt":
+            self.log(f"select=pt skipped: the search {status}; the cell is argmax's")
+        return found
+
+    def _looked_up(self, cell: Cell) -> dict[str, Any]:
+        return {
+            "arch": cell.to_arch_str(),
+            "nb201_index": self.benchmark.index_of(cell),
+            "nb201": self.benchmark.lookup(cell),
+        }
+
+    def _accuracy(self, state: SearchState) -> select.Accuracy:
+        """Supernet accuracy on the gap-evaluation images under given edge weights."""
+        data, config = state.data, self.config
+        args = (data.eval_images, data.eval_labels, config.gap_eval_batch)
+        switches = {"bf16": state.bf16, "channels_last": state.channels_last}
+        return lambda weights: evaluate(state.model, weights, None, *args, **switches)[0]
 
 
 GAP_KEYS = (

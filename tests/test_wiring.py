@@ -44,6 +44,12 @@ ALPHA_FIRST = {
     ("da2s", (("single_level", True),)): True,
     ("constrained", ()): True,
     ("rdarts", ()): False,
+    # SDARTS, DARTS-, β-DARTS and FairDARTS code: architect.step before the weight update.
+    ("sdarts_rs", ()): True,
+    ("sdarts_adv", ()): True,
+    ("darts_minus", ()): True,
+    ("beta_darts", ()): True,
+    ("fairdarts", ()): True,
     ("rsps", ()): False,  # no α step to speak of: its path is drawn in the weight step
     ("gdas", ()): False,
     ("snas", ()): True,
@@ -123,6 +129,22 @@ def rdarts_loss(method: Method, ctx: StepContext, batch: Batch) -> Tensor:
     return ce + 0.1 * ce.detach() / (reg.detach() + 1e-12) * reg
 
 
+def darts_minus_loss(method: Method, ctx: StepContext, batch: Batch) -> Tensor:
+    probs = method.alpha.softmax(-1)
+    skip = F.one_hot(torch.tensor(1), NUM_OPS).to(probs)  # β·x = β more weight on skip
+    return ctx.loss(batch, probs + (1 - method.epoch / method.config.epochs) * skip)
+
+
+def beta_darts_loss(method: Method, ctx: StepContext, batch: Batch) -> Tensor:
+    lam = 50.0 * method.epoch / method.config.epochs
+    return ctx.loss(batch, method.alpha.softmax(-1)) + lam * method.alpha.logsumexp(-1).mean()
+
+
+def fairdarts_loss(method: Method, ctx: StepContext, batch: Batch) -> Tensor:
+    weights = method.alpha.sigmoid()
+    return ctx.loss(batch, weights) - 10.0 * ((weights - 0.5) ** 2).mean()
+
+
 LossFn = Callable[[Method, StepContext, Batch], Tensor]
 ALPHA_BATCH: list[tuple[str, dict[str, Any], int, int, LossFn, str]] = [
     # (method, options, epoch, step, the loss α descends, the batch it must use)
@@ -133,6 +155,11 @@ ALPHA_BATCH: list[tuple[str, dict[str, Any], int, int, LossFn, str]] = [
     ("da2s", {"single_level": True}, 40, 5, da2s_loss, "train"),
     ("constrained", {"schedule": "every"}, 10, 3, constrained_loss, "valid"),
     ("rdarts", {}, 0, 0, rdarts_loss, "valid"),
+    ("sdarts_rs", {}, 20, 0, darts_loss, "valid"),  # α at the clean softmax
+    ("sdarts_adv", {}, 20, 0, darts_loss, "valid"),
+    ("darts_minus", {}, 20, 0, darts_minus_loss, "valid"),  # β = 0.6 on the skip
+    ("beta_darts", {}, 20, 0, beta_darts_loss, "valid"),  # λ = 20
+    ("fairdarts", {}, 0, 0, fairdarts_loss, "valid"),
     ("pcdarts", {}, 0, 0, darts_loss, "valid"),  # on the partial-channel supernet
 ]
 

@@ -4,7 +4,8 @@ A method owns its architecture parameters and their update rule, and turns them
 into the edge weights the supernet consumes. The loop never asks which method
 it runs: it calls :meth:`Method.arch_step` once per step (before or after the
 weight step, as :attr:`Method.alpha_first` says), trains the shared weights on
-:meth:`Method.weight_step_weights`, and asks :meth:`Method.derive` for the cell.
+:meth:`Method.weight_step_inputs` as :meth:`Method.perturb_weights` leaves them, and
+asks :meth:`Method.derive` for the cell.
 """
 
 from __future__ import annotations
@@ -128,6 +129,13 @@ class Method(abc.ABC):
         """(edge weights, active mask) of one weight step, drawn together: a sampling
         method (GDAS) draws one cell per step and computes only its ops."""
         return self.weight_step_weights(), self.active_mask()
+
+    def perturb_weights(self, ctx: StepContext, batch: Batch, weights: Tensor) -> Tensor:
+        """The weights this weight step trains w on, given those :meth:`weight_step_inputs`
+        drew and the step's train batch: unchanged by default; SDARTS perturbs them at
+        random or against the batch's loss."""
+        del ctx, batch
+        return weights
 
     def derive(self) -> Cell:
         """Argmax per edge over all five ops, ``none`` included (NB201/AutoDL)."""

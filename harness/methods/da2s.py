@@ -50,6 +50,7 @@ from harness.config import Rule, integer, one_of, real
 from harness.errors import UsageError
 from harness.methods import register
 from harness.methods.base import Batch, Method, StepContext
+from harness.methods.parts.regularizers import edge_entropy
 
 REFERENCE_EPOCHS = 50  # the code's EP: its schedule constants are epochs of a 50-epoch run
 
@@ -83,11 +84,6 @@ def sharpen(alpha: Tensor) -> Tensor:
     """f(a): x = 2a, then x³ where x < −1 — pushes weak ops' logits far down."""
     x = 2 * alpha
     return torch.where(x < -1, x**3, x)
-
-
-def edge_entropy(probs: Tensor) -> Tensor:
-    """Σ_e H(p_e) in nats (the DA2S op loss, summed over edges)."""
-    return -(probs * probs.clamp_min(1e-30).log()).sum()
 
 
 def da2s_lambda(epoch: int, epochs: int, options: Options) -> float:

@@ -1,1 +1,4 @@
-"""Pieces that several methods compose (samplers, schedules); no method registers here."""
+"""Pieces that several methods compose: samplers and schedules (:mod:`.sampling`),
+α-loss terms (:mod:`.regularizers`) and perturbations of the edge weights the supernet
+sees (:mod:`.perturbation`); no method registers here.
+"""

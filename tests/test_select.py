@@ -1,0 +1,160 @@
+"""The ``select`` axis: DARTS-PT's perturbation-based selection (harness/select.py), how
+a run records each selection, and how the report compares them on the same supernets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from harness import cli, runs, select
+from harness.config import Config
+from harness.data import SearchData, TensorLoader
+from harness.methods import method_class
+from harness.methods.base import Method
+from harness.search import SearchState, weight_optimizer
+from harness.space import NUM_EDGES, NUM_OPS, OPS
+from harness.supernet import SuperNet
+
+CPU = torch.device("cpu")
+CONV3 = OPS.index("nor_conv_3x3")
+TRAIN_LABELS, VALID_LABELS = range(0, 5), range(5, 10)
+
+
+def make(name: str = "darts", **config: Any) -> Method:
+    cls = method_class(name)
+    settings = {"epochs": 10, "dtype": "float64", **config}
+    return cls(SuperNet(C=4, N=1), Config(**settings), cls.Options(), CPU)
+
+
+def loader(labels: range, seed: int, n: int = 12) -> TensorLoader:
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, 8, 8), dtype=torch.uint8, generator=generator)
+    values = torch.tensor(list(labels))[torch.arange(n) % len(labels)]
+    return TensorLoader(images, values, 4, True, seed, dtype=torch.float64)
+
+
+def tiny_state(method: Method) -> SearchState:
+    data = SearchData(
+        train=loader(TRAIN_LABELS, 0),
+        valid=loader(VALID_LABELS, 1),
+        eval_images=torch.zeros(4, 3, 8, 8),
+        eval_labels=torch.zeros(4, dtype=torch.long),
+        split_name="select",
+        fingerprint="",
+    )
+    optimizer, scheduler = weight_optimizer(method.model, method.config)
+    return SearchState(method.model, method, optimizer, scheduler, data)
+
+
+@pytest.mark.usefixtures("float64_default")
+def test_the_op_whose_masking_hurts_most_is_chosen() -> None:
+    """A supernet whose last edge computes almost only its 3×3 conv, with labels its own
+    predictions: masking that conv must cost the most accuracy, the others next to none."""
+    model = SuperNet(C=4, N=1).eval()
+    images = torch.randn(64, 3, 8, 8)
+    weights = torch.full((NUM_EDGES, NUM_OPS), 0.2)
+    weights[5] = 0.01
+    weights[5, CONV3] = 0.96
+    with torch.no_grad():
+        labels = model(images, weights).argmax(1)
+
+    def accuracy(w: Tensor) -> float:
+        with torch.no_grad():
+            return 100.0 * float((model(images, w).argmax(1) == labels).double().mean())
+
+    op, accs = select.decide_edge(weights, 5, accuracy)
+    assert op == CONV3
+    others = [a for o, a in enumerate(accs) if o != CONV3]
+    assert accs[CONV3] < min(others) - 10 and min(others) >= 90
+
+
+def test_masking_zeroes_one_op_and_projection_is_one_hot_in_every_stage() -> None:
+    weights = torch.rand(3, NUM_EDGES, NUM_OPS)
+    masked = select.masked(weights, 2, 4)
+    assert (masked[:, 2, 4] == 0).all() and masked.sum() == pytest.approx(
+        float(weights.sum() - weights[:, 2, 4].sum())
+    )
+    fixed = select.projected(weights, {1: CONV3})
+    assert torch.equal(fixed[:, 1], F.one_hot(torch.tensor([CONV3] * 3), NUM_OPS).float())
+    assert torch.equal(fixed[:, 0], weights[:, 0])
+
+
+def test_edge_order_is_seeded() -> None:
+    orders = {seed: select.edge_order(seed) for seed in range(4)}
+    assert all(sorted(order) == list(range(NUM_EDGES)) for order in orders.values())
+    assert select.edge_order(0) == orders[0] and len({tuple(o) for o in orders.values()}) > 1
+
+
+@pytest.mark.usefixtures("float64_default")
+def test_pt_decides_edges_in_seeded_order_and_fine_tunes_on_train_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    method = make(pt_tune_frac=0.1, seed=7)  # 0.1 · 10 epochs · 3 batches = 3 steps
+    state = tiny_state(method)
+    pattern = torch.rand(NUM_EDGES, NUM_OPS)
+    pattern[:, 0] = 0  # masking `none` changes nothing here, as in a real supernet
+
+    def accuracy(w: Tensor) -> float:  # removing op o of edge e costs pattern[e, o]·w[e, o]
+        return float((w * pattern).sum())
+
+    labels: list[int] = []
+    forward_weights: list[Tensor] = []
+    cross_entropy, forward = F.cross_entropy, method.model.forward
+
+    def spy_loss(logits: Tensor, targets: Tensor) -> Tensor:
+        labels.extend(targets.tolist())
+        return cross_entropy(logits, targets)
+
+    def spy_forward(x: Tensor, w: Tensor, active: Tensor | None = None) -> Tensor:
+        forward_weights.append(w)
+        return forward(x, w, active)
+
+    monkeypatch.setattr(F, "cross_entropy", spy_loss)
+    monkeypatch.setattr(method.model, "forward", spy_forward)
+    result = select.pt_select(state, method.config, accuracy)
+    assert result.order == select.edge_order(7) and result.tune_steps == 3
+    assert [d["edge"] for d in result.decisions] == result.order
+    assert result.cell.op_indices == tuple(pattern.argmax(-1).tolist())  # α = uniform here
+    # fine-tuning: 3 steps after each of the first five decisions, on train batches only
+    assert len(forward_weights) == 15 and set(labels) <= set(TRAIN_LABELS) and len(labels) == 60
+    for i, weights in enumerate(forward_weights):
+        decided = result.order[: i // 3 + 1]
+        one_hot = [k for k in range(NUM_EDGES) if float(weights[k].max()) == 1.0]
+        assert sorted(one_hot) == sorted(decided)
+
+
+def test_select_pt_runs_after_any_method_and_the_report_compares_selections(
+    tmp_path: Path,
+) -> None:
+    torch.set_default_dtype(torch.float32)
+    names = ["darts", "sdarts_rs"]
+    argv = ["run", "--methods", ",".join(names), "--seeds", "1", "--preset", "smoke"]
+    argv += ["--results", str(tmp_path / "results")]
+    for item in ("epochs=1", "train_size=64", "valid_size=64", "rank_samples=0", "select=pt"):
+        argv += ["--set", item]
+    assert cli.main(argv) == 0
+    for name in names:
+        directory = tmp_path / "results" / "smoke" / "cifar10" / name / "seed-0"
+        final = json.loads((directory / "final.json").read_text())
+        last = json.loads((directory / "epochs.jsonl").read_text().splitlines()[-1])
+        found = final["selections"]
+        assert final["selection"] == "pt" and set(found) == {"argmax", "pt"}
+        assert final["arch"] == found["pt"]["arch"] and final["nb201"] == found["pt"]["nb201"]
+        assert found["argmax"]["arch"] == last["arch"]  # argmax: the last epoch's cell
+        assert found["pt"]["order"] == select.edge_order(0)
+        assert len(found["pt"]["decisions"]) == NUM_EDGES
+        assert final["config"]["select"] == "pt"
+    frame = runs.by_selection(runs.load_runs(tmp_path / "results"))
+    assert len(frame) == 4
+    assert sorted(c["select"] for c in frame["config"]) == ["argmax", "argmax", "pt", "pt"]
+    out = tmp_path / "reports"
+    assert cli.main(["report", "--results", str(tmp_path / "results"), "--out", str(out)]) == 0
+    page = (out / "smoke" / "cifar10" / "report.md").read_text()
+    assert "darts [select=argmax]" in page and "sdarts_rs [select=pt]" in page
+    assert "2 run(s)" in page
