@@ -147,6 +147,19 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+BEFORE_FIELD: dict[str, Any] = {
+    "dtype": "float32",
+    "resolution": 32,
+    "warmup_epochs": 0,
+    "select": "argmax",
+    "pt_tune_frac": 0.05,
+}
+"""What a run recorded before a field existed did, field by field: a ``config.json``
+without the field is read with this value, so an older run still matches the config
+that reproduces it (and one that would not is told apart: a field whose new default
+changes behaviour names the old behaviour here, not the new default)."""
+
+
 def default_preset(cuda_available: bool) -> str:
     return "paper" if cuda_available else "proxy"
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from harness.config import BEFORE_FIELD
 from harness.errors import UsageError, first_line
 
 if TYPE_CHECKING:  # torch is imported where checkpoints are: reading results needs none
@@ -284,8 +285,9 @@ def identity(config: dict[str, Any], table_sha256: str | None) -> dict[str, Any]
 
 def differing(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """Keys whose values differ (``method_options.X`` one by one), bar execution fields;
-    a run recorded before the table key existed is not held to it."""
-    old, new = flat_config(recorded), flat_config(wanted)
+    a run recorded before the table key existed is not held to it, and one recorded
+    before a config field existed holds that field's :data:`BEFORE_FIELD` value."""
+    old, new = flat_config({**BEFORE_FIELD, **recorded}), flat_config(wanted)
     if TABLE_KEY not in old:
         new.pop(TABLE_KEY, None)
     absent = object()

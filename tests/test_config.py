@@ -110,3 +110,17 @@ def test_paper_protocol_applies_under_paper_only_and_set_wins() -> None:
     assert resolve("proxy", "m", {}, Options).epochs == 10
     assert resolve("paper", "m", {"epochs": "7"}, Options).epochs == 7
     assert resolve("paper", "m", {}, None).epochs == 50
+
+
+def test_a_run_recorded_before_a_field_existed_holds_its_old_behaviour() -> None:
+    """config.json written before `resolution`/`select` existed matches today's config
+    with their old values, and not one that changes them."""
+    from harness import results
+
+    today = dataclasses.asdict(cfg.resolve("cpu", "darts", {}, None))
+    before = {k: v for k, v in today.items() if k not in ("select", "pt_tune_frac")}
+    assert results.differing(before, today) == []
+    older = {**before, "resolution": 16}
+    del older["resolution"]  # a run from before resolution existed was 32 × 32
+    assert results.differing(older, today) == ["resolution"]
+    assert results.differing(older, {**today, "resolution": 32}) == []
