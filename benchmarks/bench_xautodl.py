@@ -179,7 +179,9 @@ def main() -> None:
             key = name.replace("@", "_at_").replace("+", "_").replace(" ", "_")
             payload[f"ratio_{r['shape']}_{key}"] = v["ratio"]
     header = ["shape", "variant", "s/step", "img/s", "vs xautodl fp32"]
-    emit("bench_xautodl: training step vs xautodl TinyNetworkDarts", header, rows, payload, args.json)
+    emit(
+        "bench_xautodl: training step vs xautodl TinyNetworkDarts", header, rows, payload, args.json
+    )
 
 
 if __name__ == "__main__":
