@@ -68,6 +68,7 @@ class Config:
     bf16: bool = False
     channels_last: bool = False
     compile: bool = False
+    cuda_graphs: bool = False  # CUDA only: training forward/backward replayed (harness/graphs.py)
     tensorboard: bool = False  # epoch records also as TensorBoard events (harness/board.py)
     seed: int = 0
     method: str = "darts"
@@ -236,6 +237,7 @@ RULES: dict[str, Rule] = {
     "bf16": BOOL,
     "channels_last": BOOL,
     "compile": BOOL,
+    "cuda_graphs": BOOL,
     "tensorboard": BOOL,
     "seed": integer(0, MAX_SEED),
 }
@@ -310,6 +312,34 @@ def _check_together(config: Config) -> None:
         raise _refuse("w_momentum", 0, "> 0 with w_nesterov=true (or set w_nesterov=false)")
     if config.bf16 and config.dtype != "float32":
         raise _refuse("bf16", True, f"false with dtype={config.dtype} (bf16 needs float32)")
+    if config.cuda_graphs:
+        _check_cuda_graphs(config)
+
+
+CUDA_GRAPHS_NEEDS_CUDA = "false here (cuda_graphs needs a CUDA device"
+
+
+def _check_cuda_graphs(config: Config) -> None:
+    """``cuda_graphs`` captures CUDA kernels: no CPU device, no autocast or TorchInductor
+    inside the captured region (harness/graphs.py)."""
+    if config.device == "cpu":
+        raise _refuse("cuda_graphs", True, f"{CUDA_GRAPHS_NEEDS_CUDA}; device=cpu)")
+    for other in ("bf16", "compile"):
+        if getattr(config, other):
+            raise _refuse("cuda_graphs", True, f"false with {other}=true (they do not combine)")
+
+
+def check_switches_here(config: Config) -> None:
+    """Refuse ``cuda_graphs`` where the run would have no CUDA device (``device=auto`` on
+    a machine without one); for jobs that run here."""
+    if not config.cuda_graphs or config.device != "auto":
+        return
+    import torch  # lazy: the rest of this module needs no torch
+
+    if not torch.cuda.is_available():
+        raise _refuse(
+            "cuda_graphs", True, f"{CUDA_GRAPHS_NEEDS_CUDA}; device=auto finds none here)"
+        )
 
 
 def check_device_here(device: str) -> None:
