@@ -59,6 +59,7 @@ class Config:
     gap_eval_batch: int = 256
     rank_samples: int = 100  # cells scored for the ranking correlation at the end
     rank_eval_size: int = 0  # eval images per scored cell; 0 = the whole gap eval subset
+    rank_precision: str = "auto"  # auto = bfloat16 where native (harness/ranking.py), float32
     # execution
     impl: str = "fused"  # "fused" or "reference" supernet
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
@@ -229,6 +230,7 @@ RULES: dict[str, Rule] = {
     "gap_eval_batch": integer(1),
     "rank_samples": integer(0, note="0 = no ranking"),
     "rank_eval_size": integer(0, SEARCH_SPLIT_SIZE, "0 = the whole gap eval subset"),
+    "rank_precision": one_of("auto", "float32", "bfloat16"),
     "impl": one_of("fused", "reference"),
     "device": DEVICE,
     "threads": integer(0, note="0 = torch's default"),

@@ -22,6 +22,7 @@ from harness import metrics
 from harness.benchmark import Benchmark
 from harness.config import Config
 from harness.data import SearchData
+from harness.provenance import cpu_fingerprint, device_description
 from harness.space import NUM_CELLS, NUM_OPS, Cell
 from harness.supernet import SuperNet
 
@@ -54,17 +55,52 @@ def _onehot(cell: Cell, device: torch.device) -> Tensor:
     return F.one_hot(indices, NUM_OPS).to(torch.float32)
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+"""``rank_precision`` values; ``auto`` = bfloat16 where the device computes it natively."""
+NATIVE_BF16_ISA = ("avx512_bf16", "amx_bf16")
+"""CPU flags with bfloat16 arithmetic in hardware (oneDNN's fast bf16 kernels)."""
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast is fast here: a CUDA device that supports it, or a CPU with
+    AVX512_BF16 or AMX (elsewhere bf16 is emulated, slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return any(flag in cpu_fingerprint()["isa"] for flag in NATIVE_BF16_ISA)
+
+
+def scoring_precision(config: Config, device: torch.device) -> str:
+    """``float32`` or ``bfloat16``: what ``config.rank_precision`` means on ``device``.
+    bf16 scoring keeps the ranking (benchmarks/README.md: τ(fp32, bf16) far above the
+    score's own split-half τ) and halves its cost on CPUs with native bf16; float64
+    runs (the CI gate) always score in their own dtype."""
+    if config.dtype != "float32":
+        return config.dtype
+    if config.rank_precision == "auto":
+        return "bfloat16" if native_bf16(device) else "float32"
+    return config.rank_precision
+
+
 @torch.no_grad()
 def _score_one(
-    model: SuperNet, weights: Tensor, images: Tensor, labels: Tensor, batch_size: int
+    model: SuperNet,
+    weights: Tensor,
+    images: Tensor,
+    labels: Tensor,
+    batch_size: int,
+    bf16: bool = False,
 ) -> tuple[float, float]:
-    """(accuracy %, mean loss); the mask tells the fused path to skip every zero op."""
+    """(accuracy %, mean loss); the mask tells the fused path to skip every zero op;
+    ``bf16``: forward under bfloat16 autocast, loss in float32."""
     active = weights.bool().cpu()
     correct = torch.zeros((), device=images.device)
     loss = torch.zeros((), device=images.device)
     for start in range(0, images.shape[0], batch_size):
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
-        logits = model(x, weights, active)
+        with torch.autocast(images.device.type, torch.bfloat16, enabled=bf16):
+            logits = model(x, weights, active)
+        if bf16:
+            logits = logits.float()
         loss += F.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
     n = images.shape[0]
@@ -72,7 +108,12 @@ def _score_one(
 
 
 def score_cells_with_loss(
-    model: SuperNet, cells: list[Cell], images: Tensor, labels: Tensor, batch_size: int
+    model: SuperNet,
+    cells: list[Cell],
+    images: Tensor,
+    labels: Tensor,
+    batch_size: int,
+    bf16: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One-shot accuracy (%) and loss of each cell under the shared weights.
 
@@ -83,7 +124,9 @@ def score_cells_with_loss(
     model.eval()
     device = images.device
     try:
-        pairs = [_score_one(model, _onehot(c, device), images, labels, batch_size) for c in cells]
+        pairs = [
+            _score_one(model, _onehot(c, device), images, labels, batch_size, bf16) for c in cells
+        ]
     finally:
         model.train(was_training)
     array = np.asarray(pairs, dtype=np.float64).reshape(-1, 2)
@@ -120,7 +163,11 @@ def ranking_correlation(
     cells = sample_cells(config.rank_samples, generator)
     size = config.rank_eval_size or data.eval_labels.shape[0]
     images, labels = data.eval_images[:size], data.eval_labels[:size]
-    scores, losses = score_cells_with_loss(model, cells, images, labels, config.gap_eval_batch)
+    precision = scoring_precision(config, images.device)
+    bf16 = precision == "bfloat16"
+    scores, losses = score_cells_with_loss(
+        model, cells, images, labels, config.gap_eval_batch, bf16
+    )
     codes = np.array([cell.code for cell in cells], dtype=np.int64)
     valid = benchmark.accuracy(codes, "cifar10", "valid")
     test = benchmark.accuracy(codes, "cifar10", "test")
@@ -132,6 +179,9 @@ def ranking_correlation(
         "score": "one-hot supernet accuracy on the eval images",
         "truth": "NB201 cifar10 valid (test under 'test')",
         "eval_size": int(labels.shape[0]),
+        "precision": precision,
+        # bf16 scores depend on the hardware's bf16 kernels (AMX, AVX512_BF16, GPU)
+        "precision_hardware": _hardware(images.device) if bf16 else None,
         "wall_s": round(time.perf_counter() - started, 3),
         "cells": {
             "codes": codes.tolist(),
@@ -141,3 +191,10 @@ def ranking_correlation(
             "test": test.tolist(),
         },
     }
+
+
+def _hardware(device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        return {"device": device_description(device)}
+    fingerprint = cpu_fingerprint()
+    return {"cpu": fingerprint["cpu"], "isa": fingerprint["isa"]}
