@@ -43,6 +43,14 @@ from harness.supernet import SLOT, SuperNet
 TARGETS = {"fused": 3.0, "fastest switch": 5.0}
 """Paper shape, vs xautodl fp32 in the same run (issue 16)."""
 CONV = {2: "conv1", 3: "conv3"}  # NB201 op index → our stacked kernels
+UNIT = "xautodl fp32"
+SWITCHES = (
+    ("fp32", False, False),
+    ("bf16", False, True),
+    ("channels_last", True, False),
+    ("bf16+channels_last", True, True),
+)
+"""(name, channels_last, bf16) of each setting of the fused path."""
 
 
 def shape_of(preset: str) -> tuple[int, int]:
@@ -99,8 +107,9 @@ def step_fn(
     return step
 
 
-def variants(C: int, N: int, baseline: str) -> dict[str, Callable[[], None]]:
-    """Every timed step, keyed by name; models share xautodl's weights."""
+def variants(C: int, N: int, baseline: str, wanted: set[str]) -> dict[str, Callable[[], None]]:
+    """The timed steps (``wanted`` ones, all when empty; always the unit), keyed by
+    name; every model holds xautodl's weights."""
     torch.manual_seed(0)
     theirs = xautodl_net(C, N).train()
     theirs_cl = xautodl_net(C, N).train()
@@ -125,32 +134,30 @@ def variants(C: int, N: int, baseline: str) -> dict[str, Callable[[], None]]:
         return lambda images: net(images, w)
 
     steps: dict[str, Callable[[], None]] = {
-        "xautodl fp32": step_fn(xautodl_logits(theirs), theirs, x, y, False),
+        UNIT: step_fn(xautodl_logits(theirs), theirs, x, y, False),
         "xautodl bf16+channels_last": step_fn(xautodl_logits(theirs_cl), theirs_cl, x_cl, y, True),
     }
     reference = ours("reference")
     steps["reference fp32"] = step_fn(our_logits(reference), reference, x, y, False)
-    for name, cl, bf16 in (
-        ("fused fp32", False, False),
-        ("fused bf16", False, True),
-        ("fused channels_last", True, False),
-        ("fused bf16+channels_last", True, True),
-    ):
-        net = ours("fused", channels_last=cl)
-        steps[name] = step_fn(our_logits(net), net, x_cl if cl else x, y, bf16)
-    if baseline:
-        old = supernet_at(baseline)
-        net = ours("fused", old)
-        steps[f"fused@{baseline} fp32"] = step_fn(our_logits(net), net, x, y, False)
-        net = ours("fused", old)
-        steps[f"fused@{baseline} bf16"] = step_fn(our_logits(net), net, x, y, True)
+    classes = {
+        "fused": SuperNet,
+        **({f"fused@{baseline}": supernet_at(baseline)} if baseline else {}),
+    }
+    for prefix, cls in classes.items():
+        for switch, cl, bf16 in SWITCHES:
+            name = f"{prefix} {switch}"
+            if wanted and name not in wanted:
+                continue
+            net = ours("fused", cls, channels_last=cl)
+            steps[name] = step_fn(our_logits(net), net, x_cl if cl else x, y, bf16)
+    return {k: v for k, v in steps.items() if not wanted or k in wanted or k == UNIT}
     return steps
 
 
-def measure(shape: str, repeats: int, baseline: str) -> dict[str, Any]:
+def measure(shape: str, repeats: int, baseline: str, wanted: set[str]) -> dict[str, Any]:
     C, N = shape_of(shape)
-    times = interleaved(variants(C, N, baseline), repeats)
-    unit = median(times["xautodl fp32"])
+    times = interleaved(variants(C, N, baseline, wanted), repeats)
+    unit = median(times[UNIT])
     rows = {
         name: {"s": median(t), "img_s": BATCH / median(t), "ratio": unit / median(t)}
         for name, t in times.items()
@@ -162,10 +169,12 @@ def main() -> None:
     parser = base_parser(__doc__.splitlines()[0], repeats=0)
     parser.add_argument("--shapes", default="paper,proxy", help="comma-separated preset names")
     parser.add_argument("--baseline-rev", default="", help="also time the fused path at this rev")
+    parser.add_argument("--variants", default="", help="comma-separated names; default all")
     args = parser.parse_args()
+    wanted = {v.strip() for v in args.variants.split(",") if v.strip()}
     apply_threads(args.threads)
     results = [
-        measure(shape, args.repeats or (5 if shape == "paper" else 15), args.baseline_rev)
+        measure(shape, args.repeats or (5 if shape == "paper" else 15), args.baseline_rev, wanted)
         for shape in args.shapes.split(",")
     ]
     rows = [
