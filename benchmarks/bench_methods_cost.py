@@ -56,6 +56,12 @@ CONFIGS: list[tuple[str, str, dict[str, str]]] = [
     ("rdarts", "rdarts", {}),
     ("amended", "amended", {}),
     ("amended hessian=autograd", "amended", {"hessian": "autograd"}),
+    ("gdas", "gdas", {}),
+    ("snas", "snas", {}),
+    ("pcdarts", "pcdarts", {}),
+    ("drnas", "drnas", {}),
+    ("drnas reg_type=kl", "drnas", {"reg_type": "kl"}),
+    ("drnas progressive", "drnas", {"progressive": "true"}),  # epoch 30 of 50: stage 2, K=2
 ]
 
 

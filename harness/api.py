@@ -301,7 +301,8 @@ def report(
     results: PathLike = RESULTS, out: PathLike = REPORTS, *, data_dir: PathLike | None = None
 ) -> list[Path]:
     """Tables and plots of every (preset, dataset) under ``results``, written under
-    ``out`` (``docs/reports.md``); the paths written. Raises
+    ``out`` with a ``manifest.json`` naming the runs they come from (``docs/reports.md``);
+    the paths written. Raises
     :class:`harness.report.ReportFailed` (with ``.written`` and ``.failures``) when
     some groups could not be reported; the others are written."""
     from harness import report as reports

@@ -33,9 +33,25 @@ METHODS: dict[str, tuple[str, str]] = {
         "harness.methods.darts2",
         "DARTS second order: unrolled virtual step, finite-difference Hessian term",
     ),
+    "drnas": (
+        "harness.methods.drnas",
+        "DrNAS: Dirichlet edge weights by rsample, L2/KL; progressive option (PC, pruning)",
+    ),
+    "gdas": (
+        "harness.methods.gdas",
+        "GDAS: one Gumbel-max op per edge, straight-through gradient, τ 10→0.1",
+    ),
+    "pcdarts": (
+        "harness.methods.pcdarts",
+        "PC-DARTS: mixed op on 1/K of the channels + channel shuffle, α step first",
+    ),
     "rdarts": (
         "harness.methods.rdarts",
         "RDARTS [I]: one α per stage, Reg distance between stages with adaptive weight",
+    ),
+    "snas": (
+        "harness.methods.snas",
+        "SNAS: Gumbel-softmax sample of the cell each forward, τ 10→1 (DrNAS's NB201)",
     ),
 }
 """Method name → (the module that registers it, its one-line summary), sorted by name."""

@@ -163,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=text, default="reports", help="where to write (default: %(default)s)"
     )
     report.add_argument("--data-dir", type=text, help="for the space-optimum row; " + DATA_DIR_HELP)
+    report.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing: regenerate into a temporary directory and compare with --out "
+        "(tables byte for byte, plots by presence and size); exit 1 naming each difference",
+    )
     return parser
 
 
@@ -314,6 +320,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness import api
     from harness.report import ReportFailed
 
+    if args.check:
+        return check_reports(args)
     failures: list[str] = []
     try:
         written = api.report(args.results, args.out, data_dir=args.data_dir)
@@ -326,6 +334,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"harness: error: report of {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def check_reports(args: argparse.Namespace) -> int:
+    """``report --check``: do the reports under --out regenerate from --results?"""
+    from harness import manifest
+
+    problems = manifest.check_reports(Path(args.results), Path(args.out), args.data_dir)
+    for problem in problems:
+        print(f"differs: {problem}")
+    if problems:
+        print(
+            f"FAIL: {args.out} does not regenerate from {args.results} ({len(problems)} "
+            f"difference(s)); run `python -m harness report --results {args.results} "
+            f"--out {args.out}` and commit the result"
+        )
+        return 1
+    groups = manifest.report_groups(Path(args.out))
+    print(f"ok: {len(groups)} report(s) under {args.out} regenerate from {args.results}")
+    return 0
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:

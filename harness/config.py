@@ -42,6 +42,8 @@ class Config:
     batch_size: int = 64
     train_size: int = 0  # images of the 25k search-train split to use; 0 = all
     valid_size: int = 0  # images of the 25k search-valid split to use; 0 = all
+    resolution: int = 32  # images box-downsampled once at load (16 = NB201's ImageNet16 size)
+    warmup_epochs: int = 0  # epochs of weights-only training before α moves
     w_lr: float = 0.025
     w_lr_min: float = 0.001
     w_momentum: float = 0.9
@@ -95,6 +97,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "gap_eval_batch": 256,
         "rank_samples": 100,
         "rank_eval_size": 256,
+    },
+    # The calibrated CPU preset (issue 15, docs/presets.md, reports/calibration): 16 × 16
+    # images buy 10k + 10k of them; about 4 CPU-minutes per darts run, one thread.
+    "cpu": {
+        "C": 8,
+        "N": 1,
+        "resolution": 16,
+        "epochs": 10,
+        "train_size": 10000,
+        "valid_size": 10000,
+        "a_lr": 3e-2,
+        "gap_eval_size": 1024,
+        "gap_eval_batch": 256,
+        "rank_samples": 100,
+        "rank_eval_size": 1024,
     },
     # Seconds per run: tests and the CI gate. Deterministic on CPU.
     "smoke": {
@@ -199,6 +216,13 @@ def one_of(*choices: str) -> Rule:
     return Rule("one of " + ", ".join(choices), lambda v: v in choices)
 
 
+def one_of_ints(*choices: int) -> Rule:
+    return Rule(
+        "one of " + ", ".join(map(str, choices)),
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v in choices,
+    )
+
+
 BOOL = Rule("true or false", lambda v: isinstance(v, bool))
 DEVICE = Rule(
     "auto, cpu, cuda or cuda:N (N a GPU index; other devices such as mps are not supported)",
@@ -214,6 +238,8 @@ RULES: dict[str, Rule] = {
     "batch_size": integer(1),
     "train_size": integer(0, SEARCH_SPLIT_SIZE, SIZE_NOTE),
     "valid_size": integer(0, SEARCH_SPLIT_SIZE, SIZE_NOTE),
+    "resolution": one_of_ints(32, 16, 8),
+    "warmup_epochs": integer(0, note="weights-only epochs before α moves; below epochs"),
     "w_lr": real(0, above=True),
     "w_lr_min": real(0),
     "w_momentum": real(0, 1, below=True),
@@ -307,6 +333,10 @@ def _check_together(config: Config) -> None:
             "rank_eval_size",
             config.rank_eval_size,
             f"at most gap_eval_size ({config.gap_eval_size}); 0 = all of it",
+        )
+    if config.warmup_epochs >= config.epochs:
+        raise _refuse(
+            "warmup_epochs", config.warmup_epochs, f"below epochs ({config.epochs}): α must move"
         )
     if config.w_lr_min > config.w_lr:
         raise _refuse("w_lr_min", config.w_lr_min, f"at most w_lr ({config.w_lr:g})")

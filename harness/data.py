@@ -72,6 +72,32 @@ class ImageSet:
         index = torch.as_tensor(indices, dtype=torch.int64, device=self.labels.device)
         return ImageSet(self.images[index], self.labels[index], self.num_classes)
 
+    def downsampled(self, resolution: int) -> ImageSet:
+        """The same set at ``resolution`` × ``resolution`` (:func:`downsample`)."""
+        return ImageSet(downsample(self.images, resolution), self.labels, self.num_classes)
+
+
+def downsample(images_u8: torch.Tensor, resolution: int) -> torch.Tensor:
+    """uint8 images box-averaged to ``resolution`` × ``resolution`` and rounded to uint8.
+
+    Done once at load, so every later step (crops, flips, normalisation) works on the
+    small images exactly as it does on full-size ones; NB201's ImageNet16-120 is
+    ImageNet box-downsampled the same way. ``resolution`` must divide the image size.
+    """
+    size = images_u8.shape[-1]
+    if resolution == size:
+        return images_u8
+    if resolution <= 0 or size % resolution or images_u8.shape[-2] != size:
+        raise ValueError(f"resolution {resolution} must divide the square image size {size}")
+    factor = size // resolution
+    pooled = F.avg_pool2d(images_u8.to(torch.float32), factor)
+    return pooled.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def crop_padding(resolution: int) -> int:
+    """NB201's 4-pixel crop padding at 32 × 32, scaled with the image (2 at 16 × 16)."""
+    return max(1, round(4 * resolution / 32))
+
 
 # ---------------------------------------------------------------- reading pickles
 
@@ -581,6 +607,7 @@ class SearchData:
             "train_batches_per_epoch": self.train.batches_per_epoch,
             "valid_batches_per_epoch": self.valid.batches_per_epoch,
             "normalization": {"mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)},
+            "resolution": int(self.eval_images.shape[-1]),
             "crop_padding": self.train.pad,
             "train_fraction": self.train_fraction,
             "eval_in_train": self.eval_in_train,
@@ -623,13 +650,15 @@ def build_search_data(
     dtype: torch.dtype = torch.float32,
     split_name: str = "cifar10_valid_split",
     train_fraction: float | None = None,
+    resolution: int = 32,
 ) -> SearchData:
     """CIFAR-10 search data on ``device`` from the official NB201 train/valid split.
 
     Only the selected images move to the device, once, as uint8. The train and
     valid loaders draw from independent streams derived from ``seed``. With
     ``train_fraction`` the selected images of both halves are re-split
-    (:func:`pooled_split`).
+    (:func:`pooled_split`). ``resolution`` downsamples the selected images once
+    (:func:`downsample`) and scales the crop padding with them.
     """
     train_set, _ = load_cifar10(data_dir)
     split = load_split(data_dir, split_name)
@@ -638,9 +667,10 @@ def build_search_data(
     eval_idx = _take(split["valid"], eval_size, "eval_size")
     if train_fraction is not None:
         train_idx, valid_idx = pooled_split(train_idx, valid_idx, train_fraction)
-    search_train = train_set.subset(train_idx).to(device)
-    search_valid = train_set.subset(valid_idx).to(device)
-    evaluation = train_set.subset(eval_idx).to(device)
+    search_train = train_set.subset(train_idx).downsampled(resolution).to(device)
+    search_valid = train_set.subset(valid_idx).downsampled(resolution).to(device)
+    evaluation = train_set.subset(eval_idx).downsampled(resolution).to(device)
+    pad = crop_padding(resolution)
     return SearchData(
         train=TensorLoader(
             search_train.images,
@@ -649,6 +679,7 @@ def build_search_data(
             True,
             derive_seed(seed, 0),
             dtype=dtype,
+            pad=pad,
         ),
         valid=TensorLoader(
             search_valid.images,
@@ -657,6 +688,7 @@ def build_search_data(
             True,
             derive_seed(seed, 1),
             dtype=dtype,
+            pad=pad,
         ),
         eval_images=normalize(evaluation.images, CIFAR10_MEAN, CIFAR10_STD, dtype),
         eval_labels=evaluation.labels,

@@ -89,22 +89,47 @@ def _score_one(
     labels: Tensor,
     batch_size: int,
     bf16: bool = False,
-) -> tuple[float, float]:
-    """(accuracy %, mean loss); the mask tells the fused path to skip every zero op;
-    ``bf16``: forward under bfloat16 autocast, loss in float32."""
+) -> Tensor:
+    """``[batches, 2]``: correct predictions and summed loss per eval batch; the mask
+    tells the fused path to skip every zero op; ``bf16``: the forward under bfloat16
+    autocast, the loss in float32."""
     active = weights.bool().cpu()
-    correct = torch.zeros((), device=images.device)
-    loss = torch.zeros((), device=images.device)
+    rows = []
     for start in range(0, images.shape[0], batch_size):
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
         with torch.autocast(images.device.type, torch.bfloat16, enabled=bf16):
             logits = model(x, weights, active)
         if bf16:
             logits = logits.float()
-        loss += F.cross_entropy(logits, y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
-    n = images.shape[0]
-    return 100.0 * correct.item() / n, loss.item() / n
+        loss = F.cross_entropy(logits, y, reduction="sum")
+        rows.append(torch.stack([(logits.argmax(1) == y).sum().to(loss.dtype), loss]))
+    return torch.stack(rows)
+
+
+def score_cells_per_batch(
+    model: SuperNet,
+    cells: list[Cell],
+    images: Tensor,
+    labels: Tensor,
+    batch_size: int,
+    bf16: bool = False,
+) -> np.ndarray:
+    """``[cells, batches, 2]``: each cell's correct count and summed loss per eval batch.
+
+    Evaluation mode as in :func:`harness.search.evaluate`: with
+    ``track_running_stats=False`` every BN uses the batch's statistics, so a batch's
+    numbers do not depend on the other batches.
+    """
+    was_training = model.training
+    model.eval()
+    device = images.device
+    try:
+        per_cell = [
+            _score_one(model, _onehot(c, device), images, labels, batch_size, bf16) for c in cells
+        ]
+    finally:
+        model.train(was_training)
+    return torch.stack(per_cell).double().cpu().numpy() if per_cell else np.zeros((0, 0, 2))
 
 
 def score_cells_with_loss(
@@ -115,22 +140,33 @@ def score_cells_with_loss(
     batch_size: int,
     bf16: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One-shot accuracy (%) and loss of each cell under the shared weights.
+    """One-shot accuracy (%) and mean loss of each cell under the shared weights."""
+    per_batch = score_cells_per_batch(model, cells, images, labels, batch_size, bf16)
+    n = images.shape[0]
+    if not cells:
+        return np.zeros(0), np.zeros(0)
+    return 100.0 * per_batch[:, :, 0].sum(1) / n, per_batch[:, :, 1].sum(1) / n
 
-    Evaluation mode as in :func:`harness.search.evaluate`: with
-    ``track_running_stats=False`` every BN uses the batch's statistics.
+
+def split_half(per_batch: np.ndarray, labels: Tensor, batch_size: int) -> dict[str, Any]:
+    """How reproducible the score is: the cells' accuracies on the even-numbered eval
+    batches against those on the odd-numbered ones (disjoint images, same weights).
+
+    A score whose own split-half τ is low cannot rank cells whose true accuracies
+    differ by less than its noise; the report puts it beside the ranking τ.
+    Free: it reuses the per-batch counts of the ranking's one scoring pass.
     """
-    was_training = model.training
-    model.eval()
-    device = images.device
-    try:
-        pairs = [
-            _score_one(model, _onehot(c, device), images, labels, batch_size, bf16) for c in cells
-        ]
-    finally:
-        model.train(was_training)
-    array = np.asarray(pairs, dtype=np.float64).reshape(-1, 2)
-    return array[:, 0], array[:, 1]
+    batches = per_batch.shape[1] if per_batch.ndim == 3 else 0
+    if batches < 2:
+        return {"kendall_tau": None, "images": [0, 0], "reason": "needs >= 2 eval batches"}
+    sizes = np.array([len(labels[i : i + batch_size]) for i in range(0, len(labels), batch_size)])
+    even, odd = slice(0, None, 2), slice(1, None, 2)
+    acc_even = per_batch[:, even, 0].sum(1) / sizes[even].sum()
+    acc_odd = per_batch[:, odd, 0].sum(1) / sizes[odd].sum()
+    return {
+        "kendall_tau": metrics.kendall_tau(acc_even, acc_odd),
+        "images": [int(sizes[even].sum()), int(sizes[odd].sum())],
+    }
 
 
 def score_cells(
@@ -158,22 +194,23 @@ def ranking_correlation(
     on); ``test`` holds the same statistics against the test truth. ``cells``
     keeps every point so a report can plot the scatter.
     """
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     generator = generator if generator is not None else rank_generator(config.seed)
     cells = sample_cells(config.rank_samples, generator)
     size = config.rank_eval_size or data.eval_labels.shape[0]
     images, labels = data.eval_images[:size], data.eval_labels[:size]
     precision = scoring_precision(config, images.device)
     bf16 = precision == "bfloat16"
-    scores, losses = score_cells_with_loss(
-        model, cells, images, labels, config.gap_eval_batch, bf16
-    )
+    per_batch = score_cells_per_batch(model, cells, images, labels, config.gap_eval_batch, bf16)
+    scores = 100.0 * per_batch[:, :, 0].sum(1) / labels.shape[0]
+    losses = per_batch[:, :, 1].sum(1) / labels.shape[0]
     codes = np.array([cell.code for cell in cells], dtype=np.int64)
     valid = benchmark.accuracy(codes, "cifar10", "valid")
     test = benchmark.accuracy(codes, "cifar10", "test")
     return {
         **metrics.ranking_metrics(scores, valid),
         "kendall_tau_neg_loss": metrics.kendall_tau(-losses, valid),
+        "split_half": split_half(per_batch, labels, config.gap_eval_batch),
         "test": metrics.ranking_metrics(scores, test),
         "samples": len(cells),
         "score": "one-hot supernet accuracy on the eval images",
@@ -183,6 +220,7 @@ def ranking_correlation(
         # bf16 scores depend on the hardware's bf16 kernels (AMX, AVX512_BF16, GPU)
         "precision_hardware": _hardware(images.device) if bf16 else None,
         "wall_s": round(time.perf_counter() - started, 3),
+        "cpu_s": round(time.process_time() - started_cpu, 3),
         "cells": {
             "codes": codes.tolist(),
             "scores": scores.tolist(),

@@ -11,7 +11,14 @@ For every (preset, search dataset) under ``results/`` this writes, to
   rates, cross-seed agreement, ranking correlation, trajectory stability);
 * ``pairwise``: two-sided Mann-Whitney U between methods on C10 test and gap_acc;
 * each as Markdown, LaTeX (booktabs) and CSV (numbers, mean and std apart), plus
-  plots (PNG and PDF) and a ``report.md`` that gathers them.
+  plots (PNG and PDF), a ``report.md`` that gathers them and a ``manifest.json`` that
+  says which runs they were built from (:mod:`harness.manifest`).
+
+The output depends only on the results, the NB201 table and the code: no time, host or
+absolute path (unless one was given) is written, CSV numbers are rounded to
+:data:`CSV_DIGITS` significant digits and plots carry no creation date, so
+regenerating a committed report reproduces its tables byte for byte
+(``python -m harness report --check``).
 
 Diverged, failed and unfinished runs are counted in the tables, never dropped
 silently; the statistics use finished runs. docs/reports.md explains each item.
@@ -19,6 +26,7 @@ silently; the statistics use finished runs. docs/reports.md explains each item.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -36,7 +44,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
-from harness import metrics, results
+from harness import manifest, metrics, results
 from harness.errors import UsageError, first_line
 from harness.runs import ACCURACY_KEYS, load_runs
 from harness.space import EDGES, OPS, Cell
@@ -89,19 +97,35 @@ def write_reports(
         raise UsageError(f"no runs under {results_dir}; run `python -m harness run` first")
     optimum = space_optimum(data_dir)
     published = load_published()
-    unreadable = runs.attrs.get("unreadable", [])
+    unreadable = [
+        {**u, "path": shown_path(Path(u["path"])).as_posix()}
+        for u in runs.attrs.get("unreadable", [])
+    ]
     written: list[Path] = []
     failures: list[str] = []
     for (preset, dataset), group in runs.groupby(["preset", "dataset"], sort=True):
         target = Path(out_dir) / str(preset) / str(dataset)
         try:
             skipped = _unreadable_in(unreadable, preset, dataset)
-            written += report_group(group, target, optimum, published, skipped)
+            source = (shown_path(results_dir) / str(preset) / str(dataset)).as_posix()
+            reference = optimum["version"] if optimum else None
+            built_from = manifest.build_manifest(group, source, reference, skipped)
+            written += report_group(group, target, optimum, published, skipped, built_from)
         except Exception as error:  # noqa: BLE001 - one group's failure must not stop the others
             failures.append(f"{preset}/{dataset}: {type(error).__name__}: {first_line(error)}")
     if failures:
         raise ReportFailed(written, failures)
     return written
+
+
+def shown_path(path: Path) -> Path:
+    """``path`` as a report names it: relative to the working directory where it lies
+    inside it (``results``, not ``/home/me/repo/results``), else as given."""
+    path = Path(path)
+    if path.is_absolute():
+        with contextlib.suppress(ValueError):
+            return path.relative_to(Path.cwd())
+    return path
 
 
 def report_group(
@@ -110,14 +134,16 @@ def report_group(
     optimum: dict[str, Any] | None,
     published: pd.DataFrame,
     unreadable: list[dict[str, str]],
+    built_from: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """One (preset, dataset): rows split by config, integrity warnings, then the files."""
+    """One (preset, dataset): rows split by config, integrity warnings, then the files
+    (with ``built_from``, the group's :func:`harness.manifest.build_manifest`)."""
     frame, split_note = split_by_config(add_run_statistics(group.reset_index(drop=True)))
     warnings_ = integrity_warnings(frame, optimum, unreadable)
     notes = [split_note] if split_note else []
     if not (frame["status"] == "finished").any():
         notes.append(NO_FINISHED)
-    return write_group(frame, target, optimum, published, warnings_, notes)
+    return write_group(frame, target, optimum, published, warnings_, notes, built_from)
 
 
 NO_FINISHED = (
@@ -226,7 +252,8 @@ def integrity_warnings(
     lines = [f"unreadable run skipped: {u['path']} ({u['reason']})" for u in unreadable]
     versions = _col(frame, "table_version").dropna().astype(str)
     if versions.nunique() > 1:
-        seen = ", ".join(f"{v} ({n} runs)" for v, n in versions.value_counts().items())
+        counts = sorted(versions.value_counts().items(), key=lambda item: (-item[1], item[0]))
+        seen = ", ".join(f"{v} ({n} runs)" for v, n in counts)
         lines.append(f"table mismatch: the runs used different NB201 tables: {seen}")
     if optimum is not None:
         other = versions[versions != optimum["version"]]
@@ -245,10 +272,14 @@ def write_group(
     published: pd.DataFrame,
     warnings_: list[str] | None = None,
     notes: list[str] | None = None,
+    built_from: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Tables, plots and ``report.md`` of one (preset, dataset); ``warnings_`` (unreadable
     runs, table mismatches) go into every table's notes and the top of the page, and
-    ``notes`` (rows split by config, no finished run) first into every table's notes."""
+    ``notes`` (rows split by config, no finished run) first into every table's notes.
+    With ``built_from`` (a manifest), each table says where its numbers come from and
+    ``manifest.json`` is written last; files the previous report here wrote and this
+    one does not are removed (:func:`harness.manifest.write_manifest`)."""
     out.mkdir(parents=True, exist_ok=True)
     tables = [
         nb201_table(frame, optimum, published),
@@ -258,10 +289,13 @@ def write_group(
     for table in tables:
         flagged = [f"WARNING: {line}" for line in warnings_ or []]
         table.notes = flagged + list(notes or []) + table.notes
-    written = [path for table in tables for path in write_table(table, out)]
+    source = manifest.summary(built_from) if built_from else ""
+    written = [path for table in tables for path in write_table(table, out, source)]
     plots = write_plots(frame, out)
     written += plots
-    written.append(write_index(frame, tables, plots, out, warnings_ or []))
+    written.append(write_index(frame, tables, plots, out, warnings_ or [], built_from))
+    if built_from is not None:
+        written.append(manifest.write_manifest(out, built_from, written))
     return written
 
 
@@ -612,11 +646,13 @@ def latex_escape(text: str) -> str:
     return "".join(out)
 
 
-def to_latex(table: Table) -> str:
-    """A booktabs tabular, hand-written so no Jinja2 is needed."""
+def to_latex(table: Table, source: str = "") -> str:
+    """A booktabs tabular, hand-written so no Jinja2 is needed; ``source`` (where the
+    numbers come from) as a comment line."""
     display = table.display
     spec = "l" * 2 + "r" * (len(display.columns) - 2)
     lines = [f"% {table.title} (generated by `python -m harness report`)"]
+    lines += [f"% {source}"] if source else []
     lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
     lines.append(" & ".join(latex_escape(c) for c in display.columns) + r" \\")
     lines.append(r"\midrule")
@@ -628,11 +664,20 @@ def to_latex(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(table: Table, out: Path) -> list[Path]:
+CSV_DIGITS = 10
+"""Significant digits of a CSV number: far below any reported precision, far above the
+last bits in which a sum can differ between numpy builds or CPUs, so a regenerated
+CSV matches byte for byte."""
+
+
+def write_table(table: Table, out: Path, source: str = "") -> list[Path]:
+    """The table as CSV, Markdown and LaTeX; ``source`` closes the Markdown and opens the
+    LaTeX (a comment); the CSV stays plain (its provenance: ``manifest.json``)."""
     paths = [out / f"{table.name}.{ext}" for ext in ("csv", "md", "tex")]
-    table.numeric.to_csv(paths[0], index=False)
-    paths[1].write_text(to_markdown(table), encoding="utf-8")
-    paths[2].write_text(to_latex(table), encoding="utf-8")
+    table.numeric.to_csv(paths[0], index=False, float_format=f"%.{CSV_DIGITS}g")
+    markdown = to_markdown(table) + (f"\n{source}\n" if source else "")
+    paths[1].write_text(markdown, encoding="utf-8")
+    paths[2].write_text(to_latex(table, source), encoding="utf-8")
     return paths
 
 
@@ -664,9 +709,15 @@ def save_figure(figure: Figure, stem: Path) -> list[Path]:
     """``stem``.png and .pdf (appended: a stem such as ``alpha_darts_a_lr=0.03`` keeps its dot)."""
     paths = [stem.with_name(f"{stem.name}.png"), stem.with_name(f"{stem.name}.pdf")]
     figure.tight_layout()
-    figure.savefig(paths[0], dpi=150)
-    figure.savefig(paths[1])
+    figure.savefig(paths[0], dpi=150, metadata=PNG_METADATA)
+    figure.savefig(paths[1], metadata=PDF_METADATA)
     return paths
+
+
+PNG_METADATA: dict[str, str | None] = {"Software": None}
+PDF_METADATA: dict[str, str | None] = {"Creator": None, "Producer": None, "CreationDate": None}
+"""No library version and no creation date in a plot: regenerating it from the same
+results gives the same bytes (with the same matplotlib)."""
 
 
 def plot_trajectory(
@@ -783,13 +834,29 @@ def file_name(label: str) -> str:
 
 
 # --- the gathering page ---------------------------------------------------------------
-def _provenance_lines(frame: pd.DataFrame) -> list[str]:
+def _provenance_lines(frame: pd.DataFrame, built_from: dict[str, Any] | None) -> list[str]:
     versions = sorted({str(v) for v in _col(frame, "table_version").dropna()})
     preset, dataset = frame["preset"].iloc[0], frame["dataset"].iloc[0]
-    return [
+    lines = [
         f"- preset `{preset}`, search dataset `{dataset}`, {len(frame)} run(s)",
         f"- benchmark table: {', '.join(versions) or 'unknown'}",
     ]
+    if built_from is not None:
+        shas = ", ".join(built_from["nb201_table_sha256"]) or "unknown"
+        codes = ", ".join(f"`{v}`" for v in built_from["run_code_versions"]) or "unknown"
+        lines += [
+            f"- results: `{built_from['results']}` (sha256 {built_from['results_sha256']}; "
+            f"[{manifest.MANIFEST}]({manifest.MANIFEST}) lists each run and its digest)",
+            f"- NB201 table sha256: {shas}",
+            f"- runs made by harness {codes}; report by harness {built_from['harness_version']}",
+            f"- regenerate: `{manifest.COMMAND} --results {_results_root(built_from)} --out <dir>`",
+        ]
+    return lines
+
+
+def _results_root(built_from: dict[str, Any]) -> str:
+    """The ``--results`` the manifest's ``<results>/<preset>/<dataset>`` came from."""
+    return Path(built_from["results"]).parent.parent.as_posix()
 
 
 def _not_counted(frame: pd.DataFrame) -> list[str]:
@@ -807,8 +874,9 @@ def write_index(
     plots: list[Path],
     out: Path,
     warnings_: list[str] | None = None,
+    built_from: dict[str, Any] | None = None,
 ) -> Path:
-    lines = ["# Report", "", *_provenance_lines(frame), ""]
+    lines = ["# Report", "", *_provenance_lines(frame, built_from), ""]
     if warnings_:
         lines += ["**Warnings**", "", *(f"- {line}" for line in warnings_), ""]
     skipped = _not_counted(frame)

@@ -434,7 +434,7 @@ def check_writable(results: Path, flag: str = "--results") -> None:
         ) from None
 
 
-VOLATILE_KEYS = frozenset({"wall_s", "environment", "checksum", "epochs_sha256", "time"})
+VOLATILE_KEYS = frozenset({"wall_s", "cpu_s", "environment", "checksum", "epochs_sha256", "time"})
 """Keys of ``final.json`` / epoch records holding wall-clock or machine facts, not results."""
 
 

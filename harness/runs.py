@@ -97,6 +97,8 @@ def _final_columns(final: dict[str, Any]) -> dict[str, Any]:
         "epochs_done": final.get("epochs_done"),
         "wall_s": final.get("wall_s"),
         "table_version": (final.get("table") or {}).get("version"),
+        "table_sha256": (final.get("table") or {}).get("sha256"),
+        "code_version": (final.get("environment") or {}).get("code_version"),
     }
     for (dataset, split), column in ACCURACY_KEYS.items():
         row[column] = final["nb201"][dataset][split]

@@ -67,8 +67,10 @@ class SearchState:
     grad_clip: float = 5.0
     epoch: int = 0
     wall_s: float = 0.0
+    cpu_s: float = 0.0  # this process's CPU time: the cost that contention does not inflate
     bf16: bool = False
     channels_last: bool = False
+    warmup_epochs: int = 0  # weights-only epochs: no α step before this epoch
 
     def autocast(self) -> torch.autocast:
         """The ``bf16`` switch: bfloat16 autocast around forward passes (a no-op when off)."""
@@ -84,6 +86,7 @@ class SearchState:
         return {
             "epoch": self.epoch,
             "wall_s": self.wall_s,
+            "cpu_s": self.cpu_s,
             "model": self.model.state_dict(),
             "method": self.method.state_dict(),
             "w_optimizer": self.w_optimizer.state_dict(),
@@ -99,6 +102,7 @@ class SearchState:
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         self.epoch, self.wall_s = state["epoch"], state["wall_s"]
+        self.cpu_s = state.get("cpu_s", 0.0)
         return list(state["records"])
 
 
@@ -120,6 +124,7 @@ def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchS
         config.seed,
         dtype=dtype,
         train_fraction=method_class.train_fraction(options),
+        resolution=config.resolution,
     )
     extra = method_class.supernet_options(options)
     model = SuperNet(
@@ -134,6 +139,7 @@ def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchS
             raise UsageError(f"cuda_graphs=true needs a CUDA device, not {device.type}")
         graphs.install(model)
     method = methods.create(model, config, device)
+    method.bind_data(data.eval_images, data.eval_labels, config.gap_eval_batch)
     w_optimizer, scheduler = weight_optimizer(model, config)
     return SearchState(
         model,
@@ -144,6 +150,7 @@ def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchS
         config.grad_clip,
         bf16=config.bf16,
         channels_last=config.channels_last,
+        warmup_epochs=config.warmup_epochs,
     )
 
 
@@ -193,10 +200,12 @@ def weight_step(state: SearchState, ctx: StepContext, batch: tuple[Tensor, Tenso
     images, labels = batch
     state.w_optimizer.zero_grad(set_to_none=True)
     with state.autocast():
-        logits = state.model(images, state.method.weight_step_weights(), state.method.active_mask())
+        weights, active = state.method.weight_step_inputs()
+        logits = state.model(images, weights, active)
     loss = F.cross_entropy(_upcast(logits), labels)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), state.grad_clip)
+    state.method.before_weight_update(ctx)
     state.w_optimizer.step()
     state.method.after_weight_step(ctx, grad_norm)
     correct = (logits.detach().argmax(1) == labels).sum()
@@ -209,6 +218,7 @@ def train_epoch(state: SearchState, epochs: int) -> dict[str, float]:
     state.method.begin_epoch(state.epoch)
     data, method = state.data, state.method
     steps = data.train.batches_per_epoch
+    moves_alpha = state.epoch >= state.warmup_epochs  # the warm-up trains the weights only
     valid_batches = _cycle(data.valid, state.epoch)
     totals = None
     for step, train_batch in enumerate(data.train.epoch_batches(state.epoch)):
@@ -216,10 +226,10 @@ def train_epoch(state: SearchState, epochs: int) -> dict[str, float]:
         ctx = StepContext(
             state.model, state.w_optimizer, state.epoch, step, steps, epochs, bf16=state.bf16
         )
-        if method.alpha_first:
+        if moves_alpha and method.alpha_first:
             method.arch_step(ctx, train_batch, valid_batch)
         step_totals = weight_step(state, ctx, train_batch)
-        if not method.alpha_first:
+        if moves_alpha and not method.alpha_first:
             method.arch_step(ctx, train_batch, valid_batch)
         totals = step_totals if totals is None else totals + step_totals
     loss_sum, correct = totals.tolist() if totals is not None else (math.nan, 0.0)
@@ -325,7 +335,7 @@ class Search:
         """Epochs until the last, or until one diverges: ``(status, reason)``."""
         config = self.config
         while state.epoch < config.epochs:
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             values = train_epoch(state, config.epochs)
             state.scheduler.step()
             reason = _finite(values, state.method.alpha)
@@ -333,6 +343,7 @@ class Search:
             if reason is None:
                 values.update(measure_gap(state, config))
             state.wall_s += time.perf_counter() - started
+            state.cpu_s += time.process_time() - started_cpu
             records.append(self._record(state, values))
             write_events(records[-1])
             if reason is not None:
@@ -368,6 +379,7 @@ class Search:
         record["arch"] = cell.to_arch_str()
         record["nb201"] = self.benchmark.lookup(cell)
         record["wall_s"] = round(state.wall_s, 3)
+        record["cpu_s"] = round(state.cpu_s, 3)
         record["method"] = state.method.telemetry()
         c = self.config
         self.log(
@@ -406,6 +418,7 @@ class Search:
             "nb201": self.benchmark.lookup(cell),
             "gap": {k: last.get(k) for k in GAP_KEYS},
             "wall_s": round(state.wall_s, 3),
+            "cpu_s": round(state.cpu_s, 3),
             "config": self.config.to_dict(),
             "table": self.benchmark.info(),
             "data": state.data.info(),

@@ -23,6 +23,20 @@ between them:
 Candidate-op BN has no affine parameters and its conv carries a bias (AutoDL's
 search cells). With ``track_running_stats=False`` (our default) every BN uses
 batch statistics, in training and in evaluation alike.
+
+Two general switches serve the sampling and partial-channel baselines, in both paths:
+
+* ``partial_channels=K`` (PC-DARTS, DrNAS progressive): the candidate ops of an edge see
+  only the first C/K channels of its source; the other channels bypass the ops and
+  the edge output is ``channel_shuffle(cat(mixed, bypass), K)``. Kernels stay stored at
+  full C×C size (ops use their top-left block), so the layout, state dicts and
+  optimizers do not change with K and K can change during a run
+  (:meth:`SuperNet.set_partial_channels`).
+* ``forward(..., straight_through=True)`` (GDAS): only the ops in ``active`` are
+  computed, and every other op adds its weight itself as a constant to its edge, as
+  AutoDL's ``forward_gdas`` does. With straight-through weights ``h − sg(p) + p`` those
+  constants are exactly zero in value, yet each carries the gradient Σ ∂L/∂node to its
+  op's weight, which a plain ``active`` mask would drop.
 """
 
 from __future__ import annotations
@@ -208,10 +222,14 @@ class SearchCell(nn.Module):
     source node, see :data:`SLOT_EDGES`); both forward paths use that mapping.
     """
 
-    def __init__(self, channels: int, track_running_stats: bool, node_bn: bool = False) -> None:
+    def __init__(
+        self, channels: int, track_running_stats: bool, node_bn: bool = False, partial: int = 1
+    ) -> None:
         super().__init__()
         c = channels
         self.channels = c
+        self.partial = 1
+        self.set_partial(partial)
         self.node_norms = (
             nn.ModuleList(
                 nn.BatchNorm2d(c, affine=False, track_running_stats=track_running_stats)
@@ -233,6 +251,39 @@ class SearchCell(nn.Module):
         # another row order (α order, before this layout) is permuted, never misread.
         self.register_buffer("edge_rows", torch.tensor(SLOT_EDGES))
         self.reset_parameters()
+
+    def set_partial(self, k: int) -> None:
+        """Candidate ops see the first ``channels // k`` channels (PC-DARTS's 1/K)."""
+        if k < 1 or self.channels % k:
+            raise ValueError(f"partial channels K={k} must divide the {self.channels} channels")
+        self.partial = k
+
+    @property
+    def op_channels(self) -> int:
+        """Channels the candidate ops see: C, or C/K with partial channels."""
+        return self.channels // self.partial
+
+    def _split(self, h: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(the ops' channels, the bypassed ones); no bypass without partial channels."""
+        if self.partial == 1:
+            return h, None
+        c = self.op_channels
+        return _dense(h[:, :c]), h[:, c:]
+
+    def _merge(self, mixed: Tensor, bypass: Tensor | None) -> Tensor:
+        """PC-DARTS's edge output: the mixed channels, the bypassed ones, then a shuffle."""
+        if bypass is None:
+            return mixed
+        return channel_shuffle(torch.cat([mixed, bypass.to(mixed.dtype)], dim=1), self.partial)
+
+    def _kernel(self, kind: str, slots: list[int]) -> tuple[Tensor, Tensor]:
+        """Conv kernels [n, c, c, k, k] and biases [n, c] of ``slots`` for the op channels."""
+        c = self.op_channels
+        weight = _rows(getattr(self, f"{kind}_weight"), slots)
+        bias = _rows(getattr(self, f"{kind}_bias"), slots)
+        if c == self.channels:
+            return weight, bias
+        return weight[:, :c, :c], bias[:, :c]
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         rows = state_dict.get(prefix + "edge_rows")
@@ -260,21 +311,22 @@ class SearchCell(nn.Module):
     def _stats(self, kind: str, slots: list[int]) -> tuple[Tensor | None, Tensor | None]:
         if not self.track_running_stats:
             return None, None
-        mean = _rows(getattr(self, f"{kind}_running_mean"), slots).reshape(-1)
-        var = _rows(getattr(self, f"{kind}_running_var"), slots).reshape(-1)
+        c = self.op_channels
+        mean = _rows(getattr(self, f"{kind}_running_mean"), slots)[:, :c].reshape(-1)
+        var = _rows(getattr(self, f"{kind}_running_var"), slots)[:, :c].reshape(-1)
         return mean.clone(), var.clone()
 
     def _store_stats(self, kind: str, slots: list[int], mean: Tensor, var: Tensor) -> None:
-        c = self.channels
+        c = self.op_channels
         with torch.no_grad():
-            getattr(self, f"{kind}_running_mean")[slots] = mean.view(len(slots), c)
-            getattr(self, f"{kind}_running_var")[slots] = var.view(len(slots), c)
+            getattr(self, f"{kind}_running_mean")[slots, :c] = mean.view(len(slots), c)
+            getattr(self, f"{kind}_running_var")[slots, :c] = var.view(len(slots), c)
 
     # ------------------------------------------------------------------ reference
     def _conv_op(self, x: Tensor, kind: str, edge: int) -> Tensor:
         slot = SLOT[edge]
-        weight = getattr(self, f"{kind}_weight")[slot]
-        bias = getattr(self, f"{kind}_bias")[slot]
+        weights, biases = self._kernel(kind, [slot])
+        weight, bias = weights[0], biases[0]
         y = F.conv2d(F.relu(x), weight, bias, padding=weight.shape[-1] // 2)
         mean, var = self._stats(kind, [slot])
         y = _bn(y, mean, var, self.training)
@@ -282,14 +334,24 @@ class SearchCell(nn.Module):
             self._store_stats(kind, [slot], mean, var)
         return y
 
-    def forward_reference(self, x: Tensor, weights: Tensor) -> Tensor:
+    def forward_reference(
+        self,
+        x: Tensor,
+        weights: Tensor,
+        active: Tensor | None = None,
+        straight_through: bool = False,
+    ) -> Tensor:
+        """Every op of every edge on its own; ``active`` matters only with
+        ``straight_through`` (ops outside it then add their weight, not their output)."""
+        if straight_through and active is None:
+            raise ValueError("straight_through needs the active mask of the computed ops")
         nodes = [x]
         for target in range(1, 4):
             total = None
             for k, (t, source) in enumerate(EDGES):
                 if t != target:
                     continue
-                h = nodes[source]
+                h, bypass = self._split(nodes[source])
                 outputs = (
                     h.mul(0.0),
                     h,
@@ -297,7 +359,15 @@ class SearchCell(nn.Module):
                     self._conv_op(h, "conv3", k),
                     F.avg_pool2d(h, 3, 1, 1, count_include_pad=False),
                 )
-                mixed = sum(weights[k, o] * outputs[o] for o in range(NUM_OPS))
+                if straight_through:
+                    assert active is not None
+                    terms = [
+                        weights[k, o] * outputs[o] if bool(active[k, o]) else weights[k, o]
+                        for o in range(NUM_OPS)
+                    ]
+                else:
+                    terms = [weights[k, o] * outputs[o] for o in range(NUM_OPS)]
+                mixed = self._merge(sum(terms), bypass)
                 total = mixed if total is None else total + mixed
             nodes.append(self._node_output(target, total))
         return nodes[3]
@@ -307,21 +377,40 @@ class SearchCell(nn.Module):
         return total if self.node_norms is None else self.node_norms[target - 1](total)
 
     # ---------------------------------------------------------------------- fused
-    def forward_fused(self, x: Tensor, weights: Tensor, active: Tensor | None) -> Tensor:
-        """``active`` (bool [6, 5] on the host) marks ops with non-zero weight; None = all."""
+    def forward_fused(
+        self,
+        x: Tensor,
+        weights: Tensor,
+        active: Tensor | None,
+        straight_through: bool = False,
+    ) -> Tensor:
+        """``active`` (bool [6, 5] on the host) marks ops with non-zero weight; None = all.
+        With ``straight_through`` the ops outside ``active`` add their weight instead."""
+        if straight_through and active is None:
+            raise ValueError("straight_through needs the active mask of the computed ops")
         on = _active_lists(active)
         stored = weights[list(SLOT_EDGES)]  # α rows in storage order: slices per source
         partial: list[Tensor | None] = [None, None, None, None]
+        bypass: list[Tensor | None] = [None, None, None, None]
+        if straight_through:
+            partial = _constant_terms(weights, active)
         nodes = [x]
         for source in range(3):
-            h = nodes[source]
+            h, rest = self._split(nodes[source])
             for target, term in self._edges_from(source, h, stored, on):
                 partial[target] = term if partial[target] is None else partial[target] + term
-            nxt = partial[source + 1]
-            if nxt is None:
+            if rest is not None:  # shuffle is linear: add the bypasses, shuffle once per node
+                for k in OUT_EDGES[source]:
+                    target = EDGES[k][0]
+                    bypass[target] = rest if bypass[target] is None else bypass[target] + rest
+            nxt, rest_in = partial[source + 1], bypass[source + 1]
+            if nxt is None and rest_in is None:
                 nodes.append(torch.zeros_like(x))
-            else:
-                nodes.append(_dense(self._node_output(source + 1, nxt)))
+                continue
+            if nxt is None or nxt.dim() == 0:  # no op output reached the node
+                zeros = torch.zeros_like(h)
+                nxt = zeros if nxt is None else zeros + nxt
+            nodes.append(_dense(self._node_output(source + 1, self._merge(nxt, rest_in))))
         return nodes[3]
 
     def _edges_from(
@@ -367,7 +456,7 @@ class SearchCell(nn.Module):
         for kind, chosen in (("conv3", conv3), ("conv1", conv1)):
             if chosen:
                 y = self._conv_bn(r, stored, chosen, kind)
-                for slot, part in zip(chosen, y.split(self.channels, dim=1), strict=True):
+                for slot, part in zip(chosen, y.split(self.op_channels, dim=1), strict=True):
                     terms[slot].append(part)
         if any(on[k][POOL] for k in edges):
             pooled = avg_pool3(h)
@@ -382,9 +471,9 @@ class SearchCell(nn.Module):
     def _conv_bn(self, r: Tensor, stored: Tensor, slots: list[int], kind: str) -> Tensor:
         """One convolution for ``kind`` on the edges in storage ``slots``, BN scaled by
         their op weights (``stored`` holds α rows in storage order)."""
-        c = self.channels
-        weight = _rows(getattr(self, f"{kind}_weight"), slots)
-        bias = _rows(getattr(self, f"{kind}_bias"), slots).reshape(-1)
+        c = self.op_channels
+        weight, bias = self._kernel(kind, slots)
+        bias = bias.reshape(-1)
         y = F.conv2d(r, weight.reshape(-1, *weight.shape[2:]), bias, padding=weight.shape[-1] // 2)
         op = CONV3 if kind == "conv3" else CONV1
         # contiguous: for one edge the expand is a stride-0 view, and the CPU
@@ -410,6 +499,28 @@ def _sum(terms: list[Tensor]) -> Tensor:
     for term in terms[1:]:
         total = total + term
     return total
+
+
+def channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    """PC-DARTS's shuffle: channel g·(C/groups) + j moves to j·groups + g."""
+    b, c, height, width = x.shape
+    return (
+        x.view(b, groups, c // groups, height, width).transpose(1, 2).reshape(b, c, height, width)
+    )
+
+
+def _constant_terms(weights: Tensor, active: Tensor | None) -> list[Tensor | None]:
+    """Per node, the sum of the weights of the ops outside ``active`` on its incoming
+    edges (0-dim tensors): the constants of the straight-through forward."""
+    assert active is not None
+    rows = active.tolist()  # on the host: no device sync per edge
+    totals: list[Tensor | None] = [None, None, None, None]
+    for k, (target, _) in enumerate(EDGES):
+        off = [o for o in range(NUM_OPS) if not rows[k][o]]
+        if off:
+            term = weights[k, off].sum()
+            totals[target] = term if totals[target] is None else totals[target] + term
+    return totals
 
 
 def _active_lists(active: Tensor | None) -> list[list[bool]]:
@@ -452,6 +563,7 @@ class SuperNet(nn.Module):
         impl: str = "fused",
         track_running_stats: bool = False,
         node_bn: bool = False,
+        partial_channels: int = 1,
     ) -> None:
         super().__init__()
         if impl not in ("fused", "reference"):
@@ -465,7 +577,7 @@ class SuperNet(nn.Module):
         for stage, channels in enumerate((C, 2 * C, 4 * C)):
             if stage > 0:
                 layers.append(ResidualReduction(channels // 2, channels, track))
-            layers.extend(SearchCell(channels, track, node_bn) for _ in range(N))
+            layers.extend(SearchCell(channels, track, node_bn, partial_channels) for _ in range(N))
         self.layers = nn.ModuleList(layers)
         self.head_bn = nn.BatchNorm2d(4 * C, track_running_stats=track)
         self.classifier = nn.Linear(4 * C, num_classes)
@@ -487,9 +599,29 @@ class SuperNet(nn.Module):
             f"got {list(weights.shape)}"
         )
 
-    def forward(self, x: Tensor, weights: Tensor, active: Tensor | None = None) -> Tensor:
+    @property
+    def partial_channels(self) -> int:
+        """PC-DARTS's K: candidate ops see 1/K of each cell's channels (1 = all)."""
+        return next(layer.partial for layer in self.layers if isinstance(layer, SearchCell))
+
+    def set_partial_channels(self, k: int) -> None:
+        """Change K in every searched cell (DrNAS's progressive stages); the parameters
+        keep their shapes, the ops then read a larger or smaller block of them."""
+        for layer in self.layers:
+            if isinstance(layer, SearchCell):
+                layer.set_partial(k)
+
+    def forward(
+        self,
+        x: Tensor,
+        weights: Tensor,
+        active: Tensor | None = None,
+        straight_through: bool = False,
+    ) -> Tensor:
         """Logits for images ``x``; ``active`` (host bool, same leading shape as ``weights``)
-        lets the fused path skip ops whose weight is exactly zero."""
+        lets the fused path skip ops whose weight is exactly zero. ``straight_through``
+        computes only the ``active`` ops and adds the other ops' weights as constants
+        (GDAS's hard forward: the value of the one-hot cell, the gradient to every weight)."""
         per_cell = self.cell_weights(weights)
         per_cell_active = self.cell_weights(active) if active is not None else None
         h = self.stem(x)
@@ -498,7 +630,7 @@ class SuperNet(nn.Module):
             if isinstance(layer, SearchCell):
                 w = per_cell[cell_index]
                 a = per_cell_active[cell_index] if per_cell_active is not None else None
-                h = self._cell_forward(layer, h, w, a)
+                h = self._cell_forward(layer, h, w, a, straight_through)
                 cell_index += 1
             else:
                 h = layer(h)
@@ -506,10 +638,12 @@ class SuperNet(nn.Module):
         h = F.adaptive_avg_pool2d(h, 1).flatten(1)
         return self.classifier(h)
 
-    def _cell_forward(self, cell: SearchCell, h: Tensor, w: Tensor, a: Tensor | None) -> Tensor:
+    def _cell_forward(
+        self, cell: SearchCell, h: Tensor, w: Tensor, a: Tensor | None, straight_through: bool
+    ) -> Tensor:
         if self.impl == "reference":
-            return cell.forward_reference(h, w)
-        return cell.forward_fused(h, w, a)
+            return cell.forward_reference(h, w, a, straight_through)
+        return cell.forward_fused(h, w, a, straight_through)
 
     def to_channels_last(self) -> SuperNet:
         """Put every 4-D parameter (stem, reductions) in channels_last memory format.

@@ -25,6 +25,7 @@ SWEEP += ["--set", f"epochs={EPOCHS}", "--set", "rank_samples=8"]
 RUNS = 4
 COMPARED = ("status", "method", "seed", "epochs_done", "arch", "nb201_index", "nb201", "gap")
 EXECUTION = ("threads", "device")  # how a run was executed, not what it computed
+TIMES = ("wall_s", "cpu_s")  # clock readings, not results
 
 
 def harness(results_dir: Path, *extra: str) -> subprocess.Popen[str]:
@@ -48,9 +49,9 @@ def outcome(results_dir: Path) -> dict[str, dict[str, Any]]:
         final = results.read_json(directory / results.FINAL)
         kept = {key: final[key] for key in COMPARED}
         kept["config"] = {k: v for k, v in final["config"].items() if k not in EXECUTION}
-        kept["ranking"] = {k: v for k, v in final["ranking"].items() if k != "wall_s"}
+        kept["ranking"] = {k: v for k, v in final["ranking"].items() if k not in TIMES}
         epochs = results.read_jsonl(directory / results.EPOCHS)
-        kept["epochs"] = [{k: v for k, v in e.items() if k != "wall_s"} for e in epochs]
+        kept["epochs"] = [{k: v for k, v in e.items() if k not in TIMES} for e in epochs]
         runs[str(directory.relative_to(results_dir))] = kept
     return json.loads(json.dumps(runs), parse_constant=str)  # NaN → "NaN", so equal compares
 

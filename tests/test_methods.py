@@ -542,6 +542,9 @@ TELEMETRY = {
     "constrained": {"alpha_step_rate", "threshold", "fisher_ewma", "pruned_ops"},
     "rdarts": {"reg_distance", "reg_weight", "stage_disagreement", "stage_archs"},
     "amended": {"amend_ratio"},
+    "gdas": {"tau"},
+    "snas": {"tau"},
+    "drnas": {"concentration_sum", "partial_channels", "stage"},
 }
 VARIANTS = [
     "cdao.two_pass=true",
@@ -553,6 +556,8 @@ VARIANTS = [
     "constrained.regularizer=admm",
     "rdarts.adapt=dual",
     "amended.normalize_c=0.5",
+    "drnas.progressive=true",
+    "drnas.reg_type=kl",
 ]
 
 

@@ -12,7 +12,10 @@ float64, train mode, the NB201 space at C = 16, N = 5 on a few 32×32 images:
   the valid batch; V2 first the α step through one virtual SGD step (momentum and weight
   decay included, the mixed second derivative by a central difference at radius
   0.01/‖v‖), then the weight step;
-* the weights' cosine learning rate per epoch equals xautodl's scheduler.
+* the weights' cosine learning rate per epoch equals xautodl's scheduler;
+* a few steps of our ``gdas`` equal the same steps through xautodl's ``TinyNetworkGDAS``
+  (AutoDL's ``GDAS.py`` order: weight step, then α step, each forward drawing its own
+  Gumbel sample), both drawing the noise from the same seeded generator.
 
 One deliberate difference is kept in the driven protocol: AutoDL clips the gradient
 norm of ``network.parameters()``, which include α (and α's stale gradient); we clip the
@@ -47,6 +50,7 @@ try:
     import xautodl
     from xautodl.models.cell_operations import NAS_BENCH_201
     from xautodl.models.cell_searchs.search_model_darts import TinyNetworkDarts
+    from xautodl.models.cell_searchs.search_model_gdas import TinyNetworkGDAS
 except ImportError as error:  # pragma: no cover - depends on the environment
     message = (
         f"xautodl is required for the oracle tests ({error}); pip install --no-deps xautodl==1.0.0"
@@ -314,6 +318,32 @@ def test_search_steps_equal_xautodl_driven_by_the_nb201_protocol(name: str) -> N
 
     moved = theirs.arch_parameters.detach() - alpha0
     assert float(moved.abs().max()) > 1e-4  # α really moved, so equality means something
+    assert relative(state.method.alpha.detach() - alpha0, moved) < 1e-10
+    ours_moved = flat([pair.ours_of(pair.ours) for pair in mapping]) - weights0
+    assert relative(ours_moved, flat([pair.theirs for pair in mapping]) - weights0) < 1e-10
+
+
+def test_gdas_search_steps_equal_xautodl_tiny_network_gdas() -> None:
+    """Hard one-op forward, straight-through α gradient, the constants of the ops not
+    sampled, the order of the steps, and SGD leaving unsampled ops alone (their modules
+    get no gradient in AutoDL): all as AutoDL's GDAS computes them."""
+    theirs = TinyNetworkGDAS(C, N, 4, 10, NAS_BENCH_201, False, False).train()
+    with torch.no_grad():
+        theirs.arch_parameters.normal_(0, 0.5)  # away from uniform: α's gradient is not tiny
+    train = [batch(30 + s) for s in range(STEPS)]
+    valid = [batch(40 + s) for s in range(STEPS)]
+    state, mapping = our_search("gdas", theirs, train, valid)  # type: ignore[arg-type]
+    alpha0 = theirs.arch_parameters.detach().clone()
+    weights0 = flat([pair.theirs for pair in mapping])
+
+    torch.manual_seed(5)
+    search.train_epoch(state, state.method.config.epochs)
+    torch.manual_seed(5)  # the same Gumbel draws, in the same order
+    theirs.set_tau(state.method.tau)
+    drive_xautodl("darts", theirs, train, valid)  # type: ignore[arg-type]  # w step, α step
+
+    moved = theirs.arch_parameters.detach() - alpha0
+    assert float(moved.abs().max()) > 1e-4
     assert relative(state.method.alpha.detach() - alpha0, moved) < 1e-10
     ours_moved = flat([pair.ours_of(pair.ours) for pair in mapping]) - weights0
     assert relative(ours_moved, flat([pair.theirs for pair in mapping]) - weights0) < 1e-10

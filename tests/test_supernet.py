@@ -17,6 +17,7 @@ from harness.supernet import (
     SearchCell,
     SuperNet,
     avg_pool3,
+    channel_shuffle,
 )
 
 
@@ -243,3 +244,157 @@ def test_add_skip_pool_channels_last_backward_is_the_gemm(monkeypatch: pytest.Mo
     assert channels_last[0].is_contiguous(memory_format=cl)
     for mine, theirs in zip(channels_last, nchw, strict=True):
         torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-12)
+
+
+# --- partial channels (PC-DARTS) and the straight-through hard forward (GDAS) ----------------
+def pc_pair(k: int, **kwargs: object) -> tuple[SuperNet, SuperNet]:
+    """Reference and fused supernets at C = 8 with partial channels K = ``k``."""
+    torch.manual_seed(0)
+    reference = SuperNet(C=8, N=1, impl="reference", partial_channels=k, **kwargs).double()
+    fused = SuperNet(C=8, N=1, impl="fused", partial_channels=k, **kwargs).double()
+    fused.load_state_dict(reference.state_dict())
+    return reference, fused
+
+
+def test_channel_shuffle_is_the_pc_darts_permutation() -> None:
+    """Channel g·(C/K) + j of the input becomes channel j·K + g (groups K = 4, C = 8)."""
+    x = torch.arange(8.0).view(1, 8, 1, 1).expand(2, 8, 3, 3).contiguous()
+    shuffled = channel_shuffle(x, 4)
+    assert shuffled[0, :, 0, 0].tolist() == [0.0, 2.0, 4.0, 6.0, 1.0, 3.0, 5.0, 7.0]
+    assert torch.equal(channel_shuffle(x, 1), x)
+
+
+@pytest.mark.parametrize("k", [2, 4])
+@pytest.mark.parametrize("track", [False, True])
+@pytest.mark.parametrize("node_bn", [False, True])
+def test_partial_channels_fused_equals_reference(k: int, track: bool, node_bn: bool) -> None:
+    reference, fused = pc_pair(k, track_running_stats=track, node_bn=node_bn)
+    x = torch.randn(4, 3, 8, 8, dtype=torch.double)
+    alpha = torch.randn(6, 5, dtype=torch.double, requires_grad=True)
+    torch.testing.assert_close(fused(x, alpha.softmax(-1)), reference(x, alpha.softmax(-1)))
+    for g_fused, g_ref in zip(grads(fused, x, alpha), grads(reference, x, alpha), strict=True):
+        torch.testing.assert_close(g_fused, g_ref)
+    for (name, a), b in zip(
+        reference.state_dict().items(), fused.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, msg=name)
+    onehot = F.one_hot(torch.tensor([3, 0, 2, 1, 4, 3]), 5).double()  # sparse path, `none`
+    torch.testing.assert_close(fused(x, onehot, onehot.bool()), reference(x, onehot))
+
+
+def pc_cell_by_hand(cell: SearchCell, x: torch.Tensor, w: torch.Tensor, k: int) -> torch.Tensor:
+    """PC-DARTS's partial mixed op written out from primitives (methods-spec §9; DrNAS's
+    ``NAS201SearchCell_PartialChannel.MixedOp``): ops on x[:, :C/K] with the top-left
+    C/K × C/K block of each kernel, bypass x[:, C/K:], cat, shuffle; nodes sum edges."""
+    c = cell.channels // k
+
+    def conv_bn(h: torch.Tensor, kind: str, edge: int) -> torch.Tensor:
+        weight = getattr(cell, f"{kind}_weight")[SLOT[edge], :c, :c]
+        bias = getattr(cell, f"{kind}_bias")[SLOT[edge], :c]
+        y = F.conv2d(F.relu(h), weight, bias, padding=weight.shape[-1] // 2)
+        return F.batch_norm(y, None, None, training=True)
+
+    nodes = [x]
+    for target in (1, 2, 3):
+        total = torch.zeros_like(x)
+        for edge, (t, source) in enumerate(EDGES):
+            if t != target:
+                continue
+            part, rest = nodes[source][:, :c], nodes[source][:, c:]
+            ops = [
+                part * 0,
+                part,
+                conv_bn(part, "conv1", edge),
+                conv_bn(part, "conv3", edge),
+                F.avg_pool2d(part, 3, 1, 1, count_include_pad=False),
+            ]
+            mixed = sum(w[edge, o] * ops[o] for o in range(5))
+            both = torch.cat([mixed, rest], dim=1)
+            b, _, height, width = both.shape
+            total = total + both.view(b, k, c, height, width).transpose(1, 2).reshape(both.shape)
+        nodes.append(total)
+    return nodes[3]
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_partial_channel_cell_equals_the_mixed_op_written_out(k: int) -> None:
+    torch.manual_seed(0)
+    cell = SearchCell(8, track_running_stats=False, partial=k).double()
+    x = torch.randn(3, 8, 6, 6, dtype=torch.double)
+    w = torch.randn(6, 5, dtype=torch.double).softmax(-1)
+    expected = pc_cell_by_hand(cell, x, w, k)
+    torch.testing.assert_close(cell.forward_reference(x, w), expected)
+    torch.testing.assert_close(cell.forward_fused(x, w, None), expected)
+    assert not torch.allclose(SearchCell(8, False).double().forward_reference(x, w), expected)
+
+
+def test_partial_channels_keep_the_layout_and_can_change() -> None:
+    full = SuperNet(C=8, N=1)
+    pc = SuperNet(C=8, N=1, partial_channels=4)
+    assert [p.shape for p in pc.parameters()] == [p.shape for p in full.parameters()]
+    assert pc.partial_channels == 4
+    pc.set_partial_channels(2)
+    assert pc.partial_channels == 2
+    assert all(
+        cell.op_channels == cell.channels // 2 for cell in pc.layers if hasattr(cell, "partial")
+    )
+    with pytest.raises(ValueError, match="must divide"):
+        pc.set_partial_channels(3)
+
+
+def random_onehot(seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return F.one_hot(torch.randint(0, 5, (6,), generator=generator), 5).bool()
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_straight_through_fused_equals_reference(k: int) -> None:
+    """Arbitrary (non-zero) weights off the mask: their constants count in both paths."""
+    reference, fused = pc_pair(k)
+    x = torch.randn(4, 3, 8, 8, dtype=torch.double)
+    for seed in range(4):
+        active = random_onehot(seed)
+        active[seed, 0] = True  # also a selected `none`
+        w = torch.randn(6, 5, dtype=torch.double, requires_grad=True)
+        outs = [m(x, w, active, straight_through=True) for m in (fused, reference)]
+        torch.testing.assert_close(outs[0], outs[1])
+        for a, b in zip(
+            *(
+                used_grads(o, [w, *m.parameters()])
+                for o, m in zip(outs, (fused, reference), strict=True)
+            ),
+            strict=True,
+        ):
+            torch.testing.assert_close(a, b)
+
+
+def used_grads(out: torch.Tensor, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Gradients of Σ out² with zeros for inputs the graph never used (ops not computed)."""
+    found = torch.autograd.grad(out.square().sum(), inputs, allow_unused=True)
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(inputs, found, strict=True)]
+
+
+def test_straight_through_weights_keep_the_one_hot_value_and_reach_every_weight() -> None:
+    """h − sg(p) + p: the forward equals the one-hot cell's; every op's weight (not only
+    the sampled ones) gets a gradient, which a plain active mask would drop."""
+    _, fused = pair()
+    x = torch.randn(4, 3, 16, 16, dtype=torch.double)
+    active = random_onehot(7)
+    logits = torch.randn(6, 5, dtype=torch.double, requires_grad=True)
+    p = logits.softmax(-1)
+    hard = active.double() - p.detach() + p
+    onehot = active.double()
+    torch.testing.assert_close(
+        fused(x, hard, active, straight_through=True),
+        fused(x, onehot, active),
+        rtol=1e-14,
+        atol=1e-14,
+    )
+    out = fused(x, hard, active, straight_through=True)
+    (g_st,) = torch.autograd.grad(out.square().sum(), hard)
+    (g_mask,) = torch.autograd.grad(fused(x, hard, active).square().sum(), hard)
+    assert bool((g_st[~active] != 0).all())  # the constants carry Σ ∂L/∂node
+    assert bool((g_mask[~active] == 0).all())
+    torch.testing.assert_close(g_st[active], g_mask[active])
+    with pytest.raises(ValueError, match="active mask"):
+        fused(x, hard, None, straight_through=True)

@@ -52,10 +52,16 @@ class StepContext:
     def w_lr(self) -> float:
         return float(self.w_optimizer.param_groups[0]["lr"])
 
-    def loss(self, batch: Batch, weights: Tensor, active: Tensor | None = None) -> Tensor:
+    def loss(
+        self,
+        batch: Batch,
+        weights: Tensor,
+        active: Tensor | None = None,
+        straight_through: bool = False,
+    ) -> Tensor:
         images, labels = batch
         with torch.autocast(images.device.type, torch.bfloat16, enabled=self.bf16):
-            logits = self.model(images, weights, active)
+            logits = self.model(images, weights, active, straight_through)
         # bf16 logits are upcast for the loss; other dtypes (float64 in tests) are kept.
         return F.cross_entropy(logits.float() if self.bf16 else logits, labels)
 
@@ -67,6 +73,7 @@ class Method(abc.ABC):
     summary: ClassVar[str]
     Options: ClassVar[type] = NoOptions
     alpha_first: ClassVar[bool] = False
+    derives_from_alpha: ClassVar[bool] = True  # False: derive() scores cells instead
 
     def __init__(self, model: SuperNet, config: Config, options: Any, device: torch.device):
         self.model, self.config, self.options, self.device = model, config, options, device
@@ -117,6 +124,11 @@ class Method(abc.ABC):
         """Host-side bool mask of ops whose weight is exactly zero-free; None = all live."""
         return None
 
+    def weight_step_inputs(self) -> tuple[Tensor, Tensor | None]:
+        """(edge weights, active mask) of one weight step, drawn together: a sampling
+        method (GDAS) draws one cell per step and computes only its ops."""
+        return self.weight_step_weights(), self.active_mask()
+
     def derive(self) -> Cell:
         """Argmax per edge over all five ops, ``none`` included (NB201/AutoDL)."""
         probs = self.edge_weights().detach()
@@ -141,6 +153,15 @@ class Method(abc.ABC):
     @abc.abstractmethod
     def arch_step(self, ctx: StepContext, train: Batch, valid: Batch) -> None:
         """Update α once."""
+
+    def bind_data(self, images: Tensor, labels: Tensor, batch_size: int) -> None:
+        """The fixed search-valid images a method may score cells on when it derives
+        (e.g. best of K sampled cells); most methods derive from α alone."""
+        del images, labels, batch_size
+
+    def before_weight_update(self, ctx: StepContext) -> None:
+        """Hook between the weight gradient (clipped) and the optimizer's step."""
+        del ctx
 
     def after_weight_step(self, ctx: StepContext, grad_norm: Tensor) -> None:
         """Hook after each weight step; ``grad_norm`` is the pre-clip norm of ∇w."""

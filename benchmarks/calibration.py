@@ -1,0 +1,223 @@
+"""The CPU-preset calibration study (issue 15): which reductions of the NB201 protocol
+keep the search's measurements meaningful on a 2-core CPU, at what cost.
+
+One factor at a time from the ``proxy`` preset, then combinations (EcoNAS-style). Each
+setting runs ``darts`` and ``rsps`` (uniform single-path training, the ranking's
+control) with seed 0 through the real CLI, one thread per run, two runs at a time,
+into ``results/calibration/<setting>/``; the harness resumes whatever is done. Then
+``table`` reads the runs and writes ``reports/calibration/``: ``study.csv``,
+``study.md`` and two plots (τ against cost, skip connections against epoch).
+
+    python benchmarks/calibration.py run [--only NAME,...]
+    python benchmarks/calibration.py table
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "results" / "calibration"
+OUT = ROOT / "reports" / "calibration"
+METHODS = ("darts", "rsps")
+MEASURE = {
+    # every setting measures the same way: 1,024 fixed search-valid images for the gap
+    # and the ranking (four eval batches, so the split-half τ has 512 images a side)
+    "threads": 1,
+    "gap_eval_size": 1024,
+    "gap_eval_batch": 256,
+    "rank_samples": 100,
+    "rank_eval_size": 1024,
+    "rsps.eval_size": 256,
+    # K = 20, not the published 100: rsps scores its K candidates at every epoch, which at
+    # K = 100 cost more than its training; the study's rsps measure is the ranking τ
+    # (100 cells, scored apart from K). The `proxy` setting ran with K = 100.
+    "rsps.candidates": 20,
+}
+R16_5K = {"resolution": 16, "train_size": 5000, "valid_size": 5000}
+SETTINGS: list[tuple[str, str, dict[str, Any]]] = [
+    ("proxy", "the proxy preset (C8 N1, 32 px, 1k+1k, 10 ep, α lr 3e-2)", {}),
+    ("r16", "16 px", {"resolution": 16}),
+    ("r16-5k", "16 px, 5k+5k", R16_5K),
+    ("r16-10k", "16 px, 10k+10k", {**R16_5K, "train_size": 10000, "valid_size": 10000}),
+    ("r16-5k-N2", "16 px, 5k+5k, N=2", {**R16_5K, "N": 2}),
+    ("r16-5k-warm", "16 px, 5k+5k, 3 warm-up epochs", {**R16_5K, "warmup_epochs": 3}),
+    ("r16-5k-bf16", "16 px, 5k+5k, bf16", {**R16_5K, "bf16": True}),
+]
+LONG = {"resolution": 16, "train_size": 25000, "valid_size": 25000, "epochs": 30}
+RSPS_ONLY: list[tuple[str, str, dict[str, Any]]] = [
+    # rsps trains one path per step and has no α step: about a fifth of darts' cost per
+    # image, so it can afford the budget that tests whether shared weights rank at all
+    ("r16-25k-ep30", "16 px, 25k+25k (the whole split), 30 epochs: rsps only", LONG),
+    (
+        "25k-ep10",
+        "32 px, 25k+25k, 10 epochs: rsps only (the issue's uniform diagnostic, as a run)",
+        {"train_size": 25000, "valid_size": 25000},
+    ),
+]
+
+
+def command(name: str, overrides: dict[str, Any], methods: tuple[str, ...]) -> list[str]:
+    sets = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in overrides.items()]
+    args = [sys.executable, "-m", "harness", "run", "--preset", "proxy"]
+    args += ["--methods", ",".join(methods), "--seeds", "1", "--jobs", "2"]
+    args += ["--results", str(RUNS / name)]
+    for item in sets:
+        args += ["--set", item]
+    return args
+
+
+def run(only: set[str] | None) -> None:
+    for name, _, overrides, methods in [
+        *((n, w, o, METHODS) for n, w, o in SETTINGS),
+        *((n, w, o, ("rsps",)) for n, w, o in RSPS_ONLY),
+    ]:
+        if only and name not in only:
+            continue
+        if all(load(name, method) is not None for method in methods):
+            continue  # finished (possibly under an earlier MEASURE; its config.json says)
+        measure = {
+            k: v for k, v in MEASURE.items() if not (name == "proxy" and k.endswith("candidates"))
+        }
+        args = command(name, {**measure, **overrides}, methods)
+        print(f"== {name}: {' '.join(args[1:])}", flush=True)
+        started = time.perf_counter()
+        subprocess.run(args, check=True, cwd=ROOT)
+        print(f"== {name}: {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def load(
+    name: str, method: str, runs_root: Path = RUNS
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    runs = list((runs_root / name).glob(f"*/cifar10/{method}/seed-0/final.json"))
+    if not runs:
+        return None
+    final = json.loads(runs[0].read_text())
+    epochs = [json.loads(line) for line in runs[0].with_name("epochs.jsonl").open()]
+    return final, epochs
+
+
+def skip_count(arch: str) -> int:
+    return arch.count("skip_connect")
+
+
+def row(name: str, label: str, runs_root: Path = RUNS) -> dict[str, Any] | None:
+    darts, rsps = load(name, "darts", runs_root), load(name, "rsps", runs_root)
+    if darts is None and rsps is None:
+        return None
+    out: dict[str, Any] = {"setting": name, "what": label, "skip_by_epoch": []}
+    if darts is not None:
+        out |= _darts_columns(*darts)
+    if rsps is not None:
+        final, _ = rsps
+        rank = final.get("ranking", {})
+        out |= {
+            "rsps_wall_s": round(final["wall_s"]),
+            "rsps_cpu_s": round(final["cpu_s"] + rank.get("cpu_s", 0)),
+            "rsps_supernet_acc": round(final["gap"]["supernet_valid_acc"], 1),
+            "rsps_tau": _round(rank.get("kendall_tau")),
+            "rsps_split_half_tau": _round(rank.get("split_half", {}).get("kendall_tau")),
+            "rsps_c10_test": round(final["nb201"]["cifar10"]["test"], 2),
+        }
+    return out
+
+
+def _darts_columns(final: dict[str, Any], epochs: list[dict[str, Any]]) -> dict[str, Any]:
+    gap, rank = final["gap"], final.get("ranking", {})
+    return {
+        "darts_wall_s": round(final["wall_s"]),
+        "darts_cpu_s": round(final["cpu_s"] + rank.get("cpu_s", 0)),
+        "supernet_acc": round(gap["supernet_valid_acc"], 1),
+        "onehot_acc": round(gap["onehot_valid_acc"], 1),
+        "alpha_max_prob": round(gap["alpha_max_prob"], 3),
+        "alpha_entropy": round(gap["alpha_entropy"], 3),
+        "skip_edges": skip_count(final["arch"]),
+        "none_edges": final["arch"].count("none"),
+        "darts_c10_test": round(final["nb201"]["cifar10"]["test"], 2),
+        "darts_tau": _round(rank.get("kendall_tau")),
+        "darts_split_half_tau": _round(rank.get("split_half", {}).get("kendall_tau")),
+        "skip_by_epoch": [skip_count(e["arch"]) for e in epochs],
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+COLUMNS = (
+    "setting", "darts_cpu_s", "rsps_cpu_s", "supernet_acc", "onehot_acc", "alpha_max_prob",
+    "alpha_entropy", "skip_edges", "none_edges", "darts_c10_test", "darts_tau",
+    "darts_split_half_tau", "rsps_supernet_acc", "rsps_tau", "rsps_split_half_tau", "rsps_c10_test",
+)  # fmt: skip
+
+
+def table(runs_root: Path = RUNS, out: Path = OUT, plots: bool = True) -> None:
+    """``study.csv`` and ``study.md`` (and the plots) from the runs under ``runs_root``."""
+    every = SETTINGS + RSPS_ONLY
+    rows = [r for n, label, _ in every if (r := row(n, label, runs_root)) is not None]
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "study.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, COLUMNS + ("what",), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cell(r.get(c)) for c in COLUMNS) + " |" for r in rows]
+    lines += ["", "Settings:", ""] + [f"- `{n}`: {label}" for n, label, _ in every]
+    (out / "study.md").write_text("\n".join(lines) + "\n")
+    if plots:
+        _plots(rows, out)
+    print("\n".join(lines))
+
+
+def _cell(value: Any) -> str:
+    return "–" if value is None else str(value)
+
+
+def _plots(rows: list[dict[str, Any]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, wall, marker in (("darts_tau", "darts_cpu_s", "o"), ("rsps_tau", "rsps_cpu_s", "s")):
+        points = [(r[wall], r[key], r["setting"]) for r in rows if r.get(key) is not None]
+        ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=key)
+        for x, y, name in points:
+            ax.annotate(name, (x, y), fontsize=6)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set(xlabel="CPU s per run (search + ranking)", ylabel="Kendall τ", xscale="log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "tau_vs_cost.png", dpi=120, metadata={"Software": None})
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in (r for r in rows if r["skip_by_epoch"]):
+        ax.plot(range(1, len(r["skip_by_epoch"]) + 1), r["skip_by_epoch"], label=r["setting"])
+    ax.set(xlabel="epoch", ylabel="skip_connect edges in darts' cell", ylim=(-0.2, 6.2))
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "skip_by_epoch.png", dpi=120, metadata={"Software": None})
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("run", "table"))
+    parser.add_argument("--only", help="comma-separated setting names")
+    args = parser.parse_args()
+    if args.what == "run":
+        run(set(args.only.split(",")) if args.only else None)
+    else:
+        table()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""GDAS: one sampled op per edge, a straight-through gradient (methods-spec §9).
+
+**[S]** Dong & Yang, "Searching for a robust neural architecture in four GPU hours",
+CVPR 2019; the NB201 protocol of AutoDL-Projects ``exps/NAS-Bench-201-algos/GDAS.py``
+with ``TinyNetworkGDAS`` and ``scripts-search/NAS-Bench-201-algos/GDAS.sh``:
+
+* every forward draws one cell: per edge p̃ = softmax((log_softmax(α) + g)/τ) with
+  Gumbel noise g, h = onehot(argmax p̃), weights h − sg(p̃) + p̃; only the sampled op
+  runs, the others add their weight (zero in value) so their gradient reaches α;
+* per step a weight step on the train batch (its own sample), then an α step on the
+  valid batch (a new sample), Adam as DARTS;
+* τ per epoch linear from τ_max = 10 to τ_min = 0.1 over the run (τ_min at the last
+  epoch); 250 epochs, otherwise the DARTS-V1 protocol (``GDAS.config``);
+* the cell is the argmax of α.
+
+In AutoDL the modules of the ops not sampled in a weight step get no gradient, so SGD
+leaves them alone: no weight decay, no momentum. Our kernels are stacked per cell, so
+they would get a zero gradient and still move; GDAS therefore puts their rows (weights,
+biases, momentum buffers) back after each weight step (``tests/test_oracle.py`` checks
+steps against xautodl with momentum, Nesterov and weight decay on).
+
+**[I]** The discretization gap's "continuous" supernet uses softmax(α), the
+distribution GDAS samples from at τ = 1 (GDAS itself never runs a mixed forward).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from harness.config import Rule, real
+from harness.methods import register
+from harness.methods.base import Batch, Method, StepContext
+from harness.methods.parts.sampling import linear_temperature, straight_through_gumbel
+from harness.supernet import CONV1, CONV3, SLOT, SearchCell
+
+Held = tuple[Tensor, list[int], Tensor, Tensor | None]
+"""A parameter, its rows of unsampled ops, their values and momentum before the step."""
+
+
+@dataclass
+class Options:
+    """GDAS hyper-parameters: [S] AutoDL's NB201 script (GDAS.sh, GDAS.config)."""
+
+    RULES: ClassVar[dict[str, Rule]] = {
+        "tau_max": real(0, above=True),
+        "tau_min": real(0, above=True),
+    }
+    PAPER_PROTOCOL: ClassVar[dict[str, Any]] = {"epochs": 250}  # [S] GDAS.config
+
+    tau_max: float = 10.0  # [S] --tau_max 10
+    tau_min: float = 0.1  # [S] --tau_min 0.1
+
+
+@register
+class Gdas(Method):
+    name = "gdas"
+    summary = "GDAS: one Gumbel-max op per edge, straight-through gradient, τ 10→0.1"
+    Options = Options
+
+    @property
+    def tau(self) -> float:
+        """AutoDL: τ_max − (τ_max − τ_min)·epoch/(epochs − 1)."""
+        o = self.options
+        return linear_temperature(self.epoch, self.config.epochs - 1, o.tau_max, o.tau_min)
+
+    def sample(self) -> tuple[Tensor, Tensor]:
+        """(straight-through weights [6, 5], host bool mask of the sampled ops)."""
+        return straight_through_gumbel(self.alpha, self.tau)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._step_active: Tensor | None = None  # the cell of the current weight step
+        self._held: list[Held] = []
+
+    def weight_step_inputs(self) -> tuple[Tensor, Tensor | None]:
+        """A fresh cell; only its ops run (the other weights are exactly zero)."""
+        weights, active = self.sample()
+        self._step_active = active
+        return weights.detach(), active
+
+    def before_weight_update(self, ctx: StepContext) -> None:
+        """Keep the rows of the conv ops this step did not sample, and their momentum."""
+        self._held = []
+        if self._step_active is None:
+            return
+        for layer in self.model.layers:
+            if not isinstance(layer, SearchCell):
+                continue
+            for kind, op in (("conv3", CONV3), ("conv1", CONV1)):
+                rows = [SLOT[k] for k in range(len(SLOT)) if not self._step_active[k, op]]
+                if not rows:
+                    continue
+                for name in ("weight", "bias"):
+                    param = getattr(layer, f"{kind}_{name}")
+                    buffer = ctx.w_optimizer.state.get(param, {}).get("momentum_buffer")
+                    saved = None if buffer is None else buffer[rows].clone()
+                    self._held.append((param, rows, param.detach()[rows].clone(), saved))
+
+    def after_weight_step(self, ctx: StepContext, grad_norm: Tensor) -> None:
+        """Put those rows back: SGD skips AutoDL's unsampled modules (no gradient)."""
+        with torch.no_grad():
+            for param, rows, values, momentum in self._held:
+                param[rows] = values
+                buffer = ctx.w_optimizer.state.get(param, {}).get("momentum_buffer")
+                if buffer is not None:  # no buffer before: as if the module had none yet
+                    buffer[rows] = 0.0 if momentum is None else momentum
+        self._held = []
+
+    def arch_step(self, ctx: StepContext, train: Batch, valid: Batch) -> None:
+        weights, active = self.sample()
+        loss = ctx.loss(valid, weights, active, straight_through=True)
+        self.apply_gradient(list(torch.autograd.grad(loss, self.arch_parameters())))
+
+    def telemetry(self) -> dict[str, float]:
+        return {"tau": self.tau}

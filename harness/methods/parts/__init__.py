@@ -1,0 +1,1 @@
+"""Pieces that several methods compose (samplers, schedules); no method registers here."""

@@ -1,0 +1,62 @@
+"""Stochastic edge weights shared by the sampling baselines (GDAS, SNAS, DrNAS).
+
+Every draw is made on the CPU from the global torch generator and then moved to α's
+device: the numbers are the same on CPU and CUDA, and the generator's state is what
+the checkpoint saves (``torch_rng``), so a resumed run draws what it would have drawn.
+The draws are a few dozen numbers per step, so the transfer costs nothing measurable.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def linear_temperature(epoch: int, span: int, tau_max: float, tau_min: float) -> float:
+    """τ_t = τ_max − (τ_max − τ_min)·t/span for the 0-based epoch t.
+
+    AutoDL's GDAS uses span = epochs − 1 (τ_min at the last epoch); DrNAS's SNAS steps
+    by (τ_min − τ_max)/epochs after each epoch, i.e. span = epochs (τ_min never reached).
+    """
+    return tau_max - (tau_max - tau_min) * epoch / max(span, 1)
+
+
+def gumbel_noise(shape: torch.Size | tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """Standard Gumbel noise −log(E), E ~ Exp(1), on the CPU; redrawn while any entry is
+    infinite (E = 0), as AutoDL's GDAS redraws."""
+    while True:
+        noise = -torch.empty(shape, dtype=dtype).exponential_().log()
+        if bool(torch.isfinite(noise).all()):
+            return noise
+
+
+def gumbel_softmax(logits: Tensor, tau: float) -> Tensor:
+    """A relaxed one-hot sample softmax((logits + g)/τ) per row, differentiable in
+    ``logits`` (SNAS; ``F.gumbel_softmax(hard=False)`` in DrNAS's NB201 code)."""
+    noise = gumbel_noise(logits.shape, logits.dtype).to(logits.device)
+    return ((logits + noise) / tau).softmax(-1)
+
+
+def straight_through_gumbel(alpha: Tensor, tau: float) -> tuple[Tensor, Tensor]:
+    """GDAS's sample (Dong & Yang 2019; AutoDL ``TinyNetworkGDAS.forward``).
+
+    p̃ = softmax((log_softmax(α) + g)/τ), h = onehot(argmax p̃); returns the weights
+    h − sg(p̃) + p̃ (exactly h in value, p̃'s gradient) and the host bool mask of h.
+    """
+    while True:
+        noise = gumbel_noise(alpha.shape, alpha.dtype).to(alpha.device)
+        probs = ((alpha.log_softmax(-1) + noise) / tau).softmax(-1)
+        if bool(torch.isfinite(probs).all()):
+            break
+    index = probs.detach().argmax(-1)
+    hard = F.one_hot(index, alpha.shape[-1]).to(probs.dtype)
+    return hard - probs.detach() + probs, hard.bool().cpu()
+
+
+def dirichlet_sample(concentration: Tensor) -> Tensor:
+    """A pathwise (reparameterised) Dirichlet sample per row (DrNAS): gradients reach
+    the concentration through ``rsample``'s implicit reparameterisation."""
+    on_cpu = concentration.cpu()
+    sample = torch.distributions.Dirichlet(on_cpu).rsample()
+    return sample.to(concentration.device)
