@@ -1,8 +1,8 @@
 """Supernet training step against xautodl's ``TinyNetworkDarts`` (AutoDL, NB201's own code).
 
 One step = forward with softmax edge weights + cross-entropy + backward, train mode,
-batch 64 of 32×32 images. xautodl's network is built as AutoDL builds it for DARTS
-(affine-free op BN, batch statistics) and ours is loaded with its weights, so every
+batch 64 images of the preset's size (32×32; 16×16 for ``cpu``). xautodl's network is
+built as AutoDL builds it for DARTS (affine-free op BN, batch statistics) and ours is loaded with its weights, so every
 variant computes the same function. Variants: xautodl fp32 (the unit), our
 ``reference`` and ``fused`` paths in fp32, the fused path under each switch (``bf16``
 autocast, ``channels_last``, both), xautodl under bf16 + channels_last, and with
@@ -53,12 +53,13 @@ SWITCHES = (
 """(name, channels_last, bf16) of each setting of the fused path."""
 
 
-def shape_of(preset: str) -> tuple[int, int]:
-    """(C, N) of a preset; KeyError names the presets that exist."""
+def shape_of(preset: str) -> tuple[int, int, int]:
+    """(C, N, image side) of a preset (side 32 where the config has no ``resolution``)."""
     if preset not in PRESETS:
         raise SystemExit(f"unknown shape {preset!r}; presets: {', '.join(PRESETS)}")
-    values = {"C": Config.C, "N": Config.N, **PRESETS[preset]}
-    return int(values["C"]), int(values["N"])
+    default = {"C": Config.C, "N": Config.N, "resolution": getattr(Config, "resolution", 32)}
+    values = {**default, **PRESETS[preset]}
+    return int(values["C"]), int(values["N"]), int(values["resolution"])
 
 
 def xautodl_net(C: int, N: int) -> nn.Module:
@@ -107,7 +108,9 @@ def step_fn(
     return step
 
 
-def variants(C: int, N: int, baseline: str, wanted: set[str]) -> dict[str, Callable[[], None]]:
+def variants(
+    C: int, N: int, side: int, baseline: str, wanted: set[str]
+) -> dict[str, Callable[[], None]]:
     """The timed steps (``wanted`` ones, all when empty; always the unit), keyed by
     name; every model holds xautodl's weights."""
     torch.manual_seed(0)
@@ -118,7 +121,7 @@ def variants(C: int, N: int, baseline: str, wanted: set[str]) -> dict[str, Calla
     alpha = theirs.arch_parameters.detach()
     w = alpha.softmax(-1)
     generator = torch.Generator().manual_seed(1)
-    x = torch.randn(BATCH, 3, 32, 32, generator=generator)
+    x = torch.randn(BATCH, 3, side, side, generator=generator)
     y = torch.randint(0, 10, (BATCH,), generator=generator)
     x_cl = x.contiguous(memory_format=torch.channels_last)
 
@@ -155,14 +158,22 @@ def variants(C: int, N: int, baseline: str, wanted: set[str]) -> dict[str, Calla
 
 
 def measure(shape: str, repeats: int, baseline: str, wanted: set[str]) -> dict[str, Any]:
-    C, N = shape_of(shape)
-    times = interleaved(variants(C, N, baseline, wanted), repeats)
+    C, N, side = shape_of(shape)
+    times = interleaved(variants(C, N, side, baseline, wanted), repeats)
     unit = median(times[UNIT])
     rows = {
         name: {"s": median(t), "img_s": BATCH / median(t), "ratio": unit / median(t)}
         for name, t in times.items()
     }
-    return {"shape": shape, "C": C, "N": N, "batch": BATCH, "repeats": repeats, "variants": rows}
+    return {
+        "shape": shape,
+        "C": C,
+        "N": N,
+        "side": side,
+        "batch": BATCH,
+        "repeats": repeats,
+        "variants": rows,
+    }
 
 
 def main() -> None:
