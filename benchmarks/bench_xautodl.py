@@ -2,16 +2,18 @@
 
 One step = forward with softmax edge weights + cross-entropy + backward, train mode,
 batch 64 images of the preset's size (32×32; 16×16 for ``cpu``). xautodl's network is
-built as AutoDL builds it for DARTS (affine-free op BN, batch statistics) and ours is loaded with its weights, so every
-variant computes the same function. Variants: xautodl fp32 (the unit), our
-``reference`` and ``fused`` paths in fp32, the fused path under each switch (``bf16``
-autocast, ``channels_last``, both), xautodl under bf16 + channels_last, and with
-``--baseline-rev R`` the fused path of ``harness/supernet.py`` at git revision R
-(``fused@R``, fp32 and under the fastest switch). All variants alternate in one
-process (A B C ... A B C ...) and ratios are xautodl fp32 median / variant median.
+built as AutoDL builds it for DARTS (affine-free op BN, batch statistics) and ours is
+loaded with its weights, so every variant computes the same function. Variants:
+xautodl fp32 (the unit) and under bf16 + channels_last, our ``reference`` path in
+fp32, the ``fused`` path in fp32 and under each switch (``bf16`` autocast,
+``channels_last``, both), and with ``--baseline-rev R`` the fused path of
+``harness/supernet.py`` at git revision R under the same four settings (``fused@R``).
+All variants alternate in one process (A B C ... A B C ...); ratios are xautodl fp32
+median / variant median. ``--variants`` picks some (the unit is always timed).
 
     python benchmarks/bench_xautodl.py [--json] [--repeats N] [--threads T]
                                        [--shapes paper,proxy,cpu] [--baseline-rev R]
+                                       [--variants "fused fp32,fused bf16"]
 
 Shapes are preset names of :data:`harness.config.PRESETS` (their C and N). Needs
 ``pip install --no-deps xautodl==1.0.0``.
