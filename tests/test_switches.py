@@ -64,11 +64,12 @@ def assert_same_search(switched: dict[str, Any], default: dict[str, Any]) -> Non
     assert abs(gap["gap_loss"] - base["gap_loss"]) <= GAP_LOSS_TOL
 
 
-@pytest.mark.parametrize("switch", ["channels_last", "bf16"])
+@pytest.mark.parametrize("switch", ["channels_last", "bf16", "bf16+channels_last"])
 def test_switch_keeps_the_smoke_search(
     switch: str, tmp_path: Path, data_dir: Path, default_run: dict[str, Any]
 ) -> None:
-    assert_same_search(run(tmp_path, data_dir, smoke(**{switch: "true"})), default_run)
+    overrides = {name: "true" for name in switch.split("+")}
+    assert_same_search(run(tmp_path, data_dir, smoke(**overrides)), default_run)
 
 
 @pytest.mark.slow
