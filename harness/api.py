@@ -183,6 +183,8 @@ def prepare_sweep(
     if backends.runs_here(backend):
         for device in sorted({job.config.device for job in planned}):
             cfg.check_device_here(device)
+        for job in planned:
+            cfg.check_switches_here(job.config)
     if any(job.config.tensorboard for job in planned):
         board.require()
     found = find_data_dir(_given("--data-dir", data_dir))

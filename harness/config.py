@@ -64,6 +64,7 @@ class Config:
     # selection: how the final cell is read from the trained supernet (harness/select.py)
     select: str = "argmax"  # "argmax" (Method.derive) or "pt" (DARTS-PT perturbation)
     pt_tune_frac: float = 0.05  # DARTS-PT fine-tuning per decision, as a fraction of epochs
+    rank_precision: str = "float32"  # or bfloat16 / auto (bf16 where native): opt-in speed
     # execution
     impl: str = "fused"  # "fused" or "reference" supernet
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
@@ -73,6 +74,7 @@ class Config:
     bf16: bool = False
     channels_last: bool = False
     compile: bool = False
+    cuda_graphs: bool = False  # CUDA only: training forward/backward replayed (harness/graphs.py)
     tensorboard: bool = False  # epoch records also as TensorBoard events (harness/board.py)
     seed: int = 0
     method: str = "darts"
@@ -153,6 +155,8 @@ BEFORE_FIELD: dict[str, Any] = {
     "warmup_epochs": 0,
     "select": "argmax",
     "pt_tune_frac": 0.05,
+    "rank_precision": "float32",
+    "cuda_graphs": False,
 }
 """What a run recorded before a field existed did, field by field: a ``config.json``
 without the field is read with this value, so an older run still matches the config
@@ -272,6 +276,7 @@ RULES: dict[str, Rule] = {
     "rank_eval_size": integer(0, SEARCH_SPLIT_SIZE, "0 = the whole gap eval subset"),
     "select": one_of("argmax", "pt"),
     "pt_tune_frac": real(0, note="fine-tuning per DARTS-PT decision, as a fraction of epochs"),
+    "rank_precision": one_of("auto", "float32", "bfloat16"),
     "impl": one_of("fused", "reference"),
     "device": DEVICE,
     "threads": integer(0, note="0 = torch's default"),
@@ -280,6 +285,7 @@ RULES: dict[str, Rule] = {
     "bf16": BOOL,
     "channels_last": BOOL,
     "compile": BOOL,
+    "cuda_graphs": BOOL,
     "tensorboard": BOOL,
     "seed": integer(0, MAX_SEED),
 }
@@ -358,6 +364,34 @@ def _check_together(config: Config) -> None:
         raise _refuse("w_momentum", 0, "> 0 with w_nesterov=true (or set w_nesterov=false)")
     if config.bf16 and config.dtype != "float32":
         raise _refuse("bf16", True, f"false with dtype={config.dtype} (bf16 needs float32)")
+    if config.cuda_graphs:
+        _check_cuda_graphs(config)
+
+
+CUDA_GRAPHS_NEEDS_CUDA = "false here (cuda_graphs needs a CUDA device"
+
+
+def _check_cuda_graphs(config: Config) -> None:
+    """``cuda_graphs`` captures CUDA kernels: no CPU device, no autocast or TorchInductor
+    inside the captured region (harness/graphs.py)."""
+    if config.device == "cpu":
+        raise _refuse("cuda_graphs", True, f"{CUDA_GRAPHS_NEEDS_CUDA}; device=cpu)")
+    for other in ("bf16", "compile"):
+        if getattr(config, other):
+            raise _refuse("cuda_graphs", True, f"false with {other}=true (they do not combine)")
+
+
+def check_switches_here(config: Config) -> None:
+    """Refuse ``cuda_graphs`` where the run would have no CUDA device (``device=auto`` on
+    a machine without one); for jobs that run here."""
+    if not config.cuda_graphs or config.device != "auto":
+        return
+    import torch  # lazy: the rest of this module needs no torch
+
+    if not torch.cuda.is_available():
+        raise _refuse(
+            "cuda_graphs", True, f"{CUDA_GRAPHS_NEEDS_CUDA}; device=auto finds none here)"
+        )
 
 
 def check_device_here(device: str) -> None:

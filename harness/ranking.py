@@ -22,6 +22,7 @@ from harness import metrics
 from harness.benchmark import Benchmark
 from harness.config import Config
 from harness.data import SearchData
+from harness.provenance import cpu_fingerprint, device_description
 from harness.space import NUM_CELLS, NUM_OPS, Cell
 from harness.supernet import SuperNet
 
@@ -54,24 +55,67 @@ def _onehot(cell: Cell, device: torch.device) -> Tensor:
     return F.one_hot(indices, NUM_OPS).to(torch.float32)
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+"""``rank_precision`` values; ``auto`` = bfloat16 where the device computes it natively."""
+NATIVE_BF16_ISA = ("avx512_bf16", "amx_bf16")
+"""CPU flags with bfloat16 arithmetic in hardware (oneDNN's fast bf16 kernels)."""
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast is fast here: a CUDA device that supports it, or a CPU with
+    AVX512_BF16 or AMX (elsewhere bf16 is emulated, slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return any(flag in cpu_fingerprint()["isa"] for flag in NATIVE_BF16_ISA)
+
+
+def scoring_precision(config: Config, device: torch.device) -> str:
+    """``float32`` or ``bfloat16``: what ``config.rank_precision`` means on ``device``.
+
+    float32 is the default: bf16 scoring keeps the ranking (benchmarks/README.md: τ(fp32,
+    bf16) 0.97, far above the score's own split-half τ) and is faster on CPUs with native
+    bf16, but its scores, unlike float32's, depend on which CPU computed them, and at the
+    ``cpu`` preset the ranking is a few percent of a run. float64 runs (the CI gate)
+    always score in their own dtype."""
+    if config.dtype != "float32":
+        return config.dtype
+    if config.rank_precision == "auto":
+        return "bfloat16" if native_bf16(device) else "float32"
+    return config.rank_precision
+
+
 @torch.no_grad()
 def _score_one(
-    model: SuperNet, weights: Tensor, images: Tensor, labels: Tensor, batch_size: int
+    model: SuperNet,
+    weights: Tensor,
+    images: Tensor,
+    labels: Tensor,
+    batch_size: int,
+    bf16: bool = False,
 ) -> Tensor:
     """``[batches, 2]``: correct predictions and summed loss per eval batch; the mask
-    tells the fused path to skip every zero op."""
+    tells the fused path to skip every zero op; ``bf16``: the forward under bfloat16
+    autocast, the loss in float32."""
     active = weights.bool().cpu()
     rows = []
     for start in range(0, images.shape[0], batch_size):
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
-        logits = model(x, weights, active)
+        with torch.autocast(images.device.type, torch.bfloat16, enabled=bf16):
+            logits = model(x, weights, active)
+        if bf16:
+            logits = logits.float()
         loss = F.cross_entropy(logits, y, reduction="sum")
         rows.append(torch.stack([(logits.argmax(1) == y).sum().to(loss.dtype), loss]))
     return torch.stack(rows)
 
 
 def score_cells_per_batch(
-    model: SuperNet, cells: list[Cell], images: Tensor, labels: Tensor, batch_size: int
+    model: SuperNet,
+    cells: list[Cell],
+    images: Tensor,
+    labels: Tensor,
+    batch_size: int,
+    bf16: bool = False,
 ) -> np.ndarray:
     """``[cells, batches, 2]``: each cell's correct count and summed loss per eval batch.
 
@@ -84,7 +128,7 @@ def score_cells_per_batch(
     device = images.device
     try:
         per_cell = [
-            _score_one(model, _onehot(c, device), images, labels, batch_size) for c in cells
+            _score_one(model, _onehot(c, device), images, labels, batch_size, bf16) for c in cells
         ]
     finally:
         model.train(was_training)
@@ -92,10 +136,15 @@ def score_cells_per_batch(
 
 
 def score_cells_with_loss(
-    model: SuperNet, cells: list[Cell], images: Tensor, labels: Tensor, batch_size: int
+    model: SuperNet,
+    cells: list[Cell],
+    images: Tensor,
+    labels: Tensor,
+    batch_size: int,
+    bf16: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One-shot accuracy (%) and mean loss of each cell under the shared weights."""
-    per_batch = score_cells_per_batch(model, cells, images, labels, batch_size)
+    per_batch = score_cells_per_batch(model, cells, images, labels, batch_size, bf16)
     n = images.shape[0]
     if not cells:
         return np.zeros(0), np.zeros(0)
@@ -153,7 +202,9 @@ def ranking_correlation(
     cells = sample_cells(config.rank_samples, generator)
     size = config.rank_eval_size or data.eval_labels.shape[0]
     images, labels = data.eval_images[:size], data.eval_labels[:size]
-    per_batch = score_cells_per_batch(model, cells, images, labels, config.gap_eval_batch)
+    precision = scoring_precision(config, images.device)
+    bf16 = precision == "bfloat16"
+    per_batch = score_cells_per_batch(model, cells, images, labels, config.gap_eval_batch, bf16)
     scores = 100.0 * per_batch[:, :, 0].sum(1) / labels.shape[0]
     losses = per_batch[:, :, 1].sum(1) / labels.shape[0]
     codes = np.array([cell.code for cell in cells], dtype=np.int64)
@@ -168,6 +219,9 @@ def ranking_correlation(
         "score": "one-hot supernet accuracy on the eval images",
         "truth": "NB201 cifar10 valid (test under 'test')",
         "eval_size": int(labels.shape[0]),
+        "precision": precision,
+        # bf16 scores depend on the hardware's bf16 kernels (AMX, AVX512_BF16, GPU)
+        "precision_hardware": _hardware(images.device) if bf16 else None,
         "wall_s": round(time.perf_counter() - started, 3),
         "cpu_s": round(time.process_time() - started_cpu, 3),
         "cells": {
@@ -178,3 +232,10 @@ def ranking_correlation(
             "test": test.tolist(),
         },
     }
+
+
+def _hardware(device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        return {"device": device_description(device)}
+    fingerprint = cpu_fingerprint()
+    return {"cpu": fingerprint["cpu"], "isa": fingerprint["isa"]}

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness import board, methods, metrics, ranking, select
+from harness import board, graphs, methods, metrics, ranking, select
 from harness.benchmark import Benchmark
 from harness.config import Config
 from harness.data import SearchData, build_search_data
@@ -135,6 +135,10 @@ def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchS
         model.to_channels_last()
     if config.compile:
         compile_model(model, device)
+    if config.cuda_graphs:
+        if device.type != "cuda":
+            raise UsageError(f"cuda_graphs=true needs a CUDA device, not {device.type}")
+        graphs.install(model)
     method = methods.create(model, config, device)
     method.bind_data(data.eval_images, data.eval_labels, config.gap_eval_batch)
     w_optimizer, scheduler = weight_optimizer(model, config)

@@ -103,11 +103,16 @@ def avg_pool3(x: Tensor) -> Tensor:
 
 class AddSkipPool(torch.autograd.Function):
     """``y + w_skip ⊗ h + w_pool ⊗ pooled`` for y [B, E, C, H, W], h and pooled
-    [B, C, H, W], weights [E].
+    [B, C, H, W], weights [E]; returned as E tensors [B, C, H, W] (one per edge).
+
+    The per-edge split is part of the Function so that the stacked gradient keeps the
+    layout of the per-edge gradients (autograd's ``unbind`` backward stacks
+    channels_last gradients into a plain NCHW tensor).
 
     Autograd's own broadcasting backward reduces ``grad · h`` through a full-size
     temporary; for contiguous (NCHW) tensors every gradient here is one batched
-    matrix product instead. Other layouts (channels_last) take the plain reductions.
+    matrix product instead, and for packed channels_last tensors one plain matrix product
+    over all pixels; other layouts take the plain reductions.
     """
 
     @staticmethod
@@ -116,15 +121,19 @@ class AddSkipPool(torch.autograd.Function):
     ) -> Tensor:
         ctx.save_for_backward(h, pooled, w_skip, w_pool)
         out = torch.addcmul(y, h.unsqueeze(1), w_skip.view(1, -1, 1, 1, 1))
-        return out.addcmul_(pooled.unsqueeze(1), w_pool.view(1, -1, 1, 1, 1))
+        return out.addcmul_(pooled.unsqueeze(1), w_pool.view(1, -1, 1, 1, 1)).unbind(1)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         h, pooled, w_skip, w_pool = ctx.saved_tensors
+        grad = _stack_edges(grads)
         need = ctx.needs_input_grad
-        gemm = grad.is_contiguous() and h.is_contiguous() and pooled.is_contiguous()
-        source_grad = _source_grad_gemm if gemm else _source_grad_plain
-        weight_grad = _weight_grad_gemm if gemm else _weight_grad_plain
+        if grad.is_contiguous() and h.is_contiguous() and pooled.is_contiguous():
+            source_grad, weight_grad = _source_grad_gemm, _weight_grad_gemm
+        elif _channels_last_5d(grad) and all(_packed_channels_last(t) for t in (h, pooled)):
+            source_grad, weight_grad = _source_grad_cl, _weight_grad_cl
+        else:
+            source_grad, weight_grad = _source_grad_plain, _weight_grad_plain
         return (
             grad,
             source_grad(grad, w_skip) if need[1] else None,
@@ -145,6 +154,44 @@ def _weight_grad_gemm(grad: Tensor, source: Tensor) -> Tensor:
     """Σ_{b,c,h,w} grad[:, e] · source for every e: [B, E, n] @ [B, n, 1], summed over B."""
     b, e = grad.shape[:2]
     return torch.bmm(grad.view(b, e, -1), source.view(b, -1, 1)).sum(0).view(e)
+
+
+def _stack_edges(grads: tuple[Tensor, ...]) -> Tensor:
+    """[B, E, C, H, W] from E gradients [B, C, H, W]: NCHW stacked, channels_last
+    concatenated along channels (memory [B, H, W, E, C], so the GEMM backward applies)."""
+    if all(_packed_channels_last(g) and not g.is_contiguous() for g in grads):
+        b, c, height, width = grads[0].shape
+        return torch.cat(grads, dim=1).view(b, len(grads), c, height, width)
+    return torch.stack(grads, dim=1)
+
+
+def _channels_last_5d(grad: Tensor) -> bool:
+    """[B, E, C, H, W] viewing a packed channels_last [B, E·C, H, W]: memory [B, H, W, E, C]."""
+    b, e, c, height, width = grad.shape
+    return grad.stride() == (height * width * e * c, c, 1, width * e * c, e * c)
+
+
+def _packed_channels_last(x: Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _source_grad_cl(grad: Tensor, weight: Tensor) -> Tensor:
+    """Channels_last Σ_e weight[e] · grad[:, e]: one GEMM [BHW, E·C] @ [E·C, C]."""
+    b, e, c, height, width = grad.shape
+    mix = torch.kron(weight.view(e, 1), torch.eye(c, dtype=grad.dtype, device=grad.device))
+    rows = grad.permute(0, 3, 4, 1, 2).reshape(-1, e * c)  # a view: memory is [B, H, W, E, C]
+    out = (rows @ mix).view(b, height, width, c)
+    return out.permute(0, 3, 1, 2)  # [B, C, H, W] in channels_last
+
+
+def _weight_grad_cl(grad: Tensor, source: Tensor) -> Tensor:
+    """Channels_last Σ_{b,c,h,w} grad[:, e] · source: the C×C diagonal blocks of one
+    GEMM [E·C, BHW] @ [BHW, C], traced."""
+    b, e, c, height, width = grad.shape
+    rows = grad.permute(0, 3, 4, 1, 2).reshape(-1, e * c)
+    cols = source.permute(0, 2, 3, 1).reshape(-1, c)
+    blocks = (rows.t() @ cols).view(e, c, c)
+    return blocks.diagonal(dim1=1, dim2=2).sum(1)
 
 
 def _source_grad_plain(grad: Tensor, weight: Tensor) -> Tensor:
@@ -390,14 +437,13 @@ class SearchCell(nn.Module):
         y = self._conv_bn(r, stored, slots, "conv3")
         y = y.add_(self._conv_bn(r, stored, slots, "conv1"))
         dtype = y.dtype
-        y = AddSkipPool.apply(
+        return AddSkipPool.apply(
             y.view(b, hi - lo, c, height, width),
             h.to(dtype),
             avg_pool3(h).to(dtype),
             stored[lo:hi, SKIP].to(dtype),
             stored[lo:hi, POOL].to(dtype),
         )
-        return y.unbind(1)
 
     def _sparse_edges(
         self, h: Tensor, stored: Tensor, edges: list[int], on: list[list[bool]]

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from harness import supernet
 from harness.space import EDGES
 from harness.supernet import (
     SLOT,
@@ -208,6 +209,41 @@ def test_state_dict_in_alpha_row_order_is_permuted_on_load() -> None:
         reference.state_dict().items(), loaded.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def test_add_skip_pool_channels_last_backward_is_the_gemm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Channels_last per-edge gradients stay channels_last and take the GEMM backward,
+    with the same gradients as NCHW ones (which take the NCHW GEMM)."""
+    b, e, c, h, w = 2, 3, 4, 5, 5
+    cl = torch.channels_last
+    torch.manual_seed(0)
+
+    def leaf(*shape: int) -> torch.Tensor:
+        t = torch.randn(*shape, dtype=torch.double)
+        return (t.contiguous(memory_format=cl) if len(shape) == 4 else t).requires_grad_()
+
+    inputs = [leaf(b, e * c, h, w), leaf(b, c, h, w), leaf(b, c, h, w), leaf(e), leaf(e)]
+    grads = [torch.randn(b, c, h, w, dtype=torch.double) for _ in range(e)]
+    calls: list[str] = []
+    for name in ("_source_grad_cl", "_weight_grad_cl"):
+        original = getattr(supernet, name)
+        monkeypatch.setattr(
+            supernet, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a)
+        )
+
+    def backward(layout: torch.memory_format) -> tuple[torch.Tensor, ...]:
+        y, *rest = inputs
+        outs = AddSkipPool.apply(y.view(b, e, c, h, w), *rest)
+        given = [g.contiguous(memory_format=layout) for g in grads]
+        return torch.autograd.grad(outs, inputs, given)
+
+    nchw = backward(torch.contiguous_format)
+    assert calls == []
+    channels_last = backward(cl)
+    assert sorted(set(calls)) == ["_source_grad_cl", "_weight_grad_cl"]
+    assert channels_last[0].is_contiguous(memory_format=cl)
+    for mine, theirs in zip(channels_last, nchw, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-12)
 
 
 # --- partial channels (PC-DARTS) and the straight-through hard forward (GDAS) ----------------

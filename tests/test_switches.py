@@ -64,11 +64,12 @@ def assert_same_search(switched: dict[str, Any], default: dict[str, Any]) -> Non
     assert abs(gap["gap_loss"] - base["gap_loss"]) <= GAP_LOSS_TOL
 
 
-@pytest.mark.parametrize("switch", ["channels_last", "bf16"])
+@pytest.mark.parametrize("switch", ["channels_last", "bf16", "bf16+channels_last"])
 def test_switch_keeps_the_smoke_search(
     switch: str, tmp_path: Path, data_dir: Path, default_run: dict[str, Any]
 ) -> None:
-    assert_same_search(run(tmp_path, data_dir, smoke(**{switch: "true"})), default_run)
+    overrides = {name: "true" for name in switch.split("+")}
+    assert_same_search(run(tmp_path, data_dir, smoke(**overrides)), default_run)
 
 
 @pytest.mark.slow
@@ -118,3 +119,46 @@ def test_compile_reports_a_broken_backend_clearly(
     monkeypatch.setattr(torch, "compile", broken)
     with pytest.raises(UsageError, match=r"compile=true .* \(no C\+\+ compiler found\)"):
         build_state(smoke(compile="true"), data_dir, torch.device("cpu"))
+
+
+# --- cuda_graphs: CUDA only, refused at plan time elsewhere ----------------------------------
+def test_cuda_graphs_is_refused_with_cpu_bf16_or_compile() -> None:
+    with pytest.raises(UsageError, match=r"cuda_graphs=true: .*needs a CUDA device; device=cpu"):
+        smoke(cuda_graphs="true", device="cpu")
+    for other in ("bf16", "compile"):
+        with pytest.raises(UsageError, match=f"false with {other}=true"):
+            smoke(cuda_graphs="true", **{other: "true"})
+    smoke(cuda_graphs="true", device="cuda")  # a CUDA device: allowed (checked where it runs)
+
+
+def test_cuda_graphs_with_device_auto_is_refused_at_plan_time_without_cuda(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv = ["run", "--preset", "smoke", "--results", str(tmp_path / "r")]
+    with pytest.raises(SystemExit) as exit_:
+        raise SystemExit(main([*argv, "--set", "cuda_graphs=true"]))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "cuda_graphs=true" in err and "device=auto finds none here" in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_cuda_graphs_dispatch_runs_eagerly_off_cuda() -> None:
+    """The installed dispatcher is the model's forward; off CUDA it captures nothing and
+    computes what the plain forward computes."""
+    from harness import graphs
+    from harness.supernet import SuperNet
+
+    torch.manual_seed(0)
+    model = SuperNet(4, 1).train()
+    x, w = torch.randn(4, 3, 32, 32), torch.full((6, 5), 0.2)
+    expected = model(x, w)
+    graphed = graphs.install(model)
+    assert model.forward is graphed
+    assert torch.equal(model(x, w), expected)
+    assert graphed.captures == 0 and graphed.graphs == {}
+    assert set(model.state_dict()) == set(SuperNet(4, 1).state_dict())
