@@ -55,7 +55,17 @@ LONG = {"resolution": 16, "train_size": 25000, "valid_size": 25000, "epochs": 30
 RSPS_ONLY: list[tuple[str, str, dict[str, Any]]] = [
     # rsps trains one path per step and has no α step: about a fifth of darts' cost per
     # image, so it can afford the budget that tests whether shared weights rank at all
+    (
+        "r16-25k-ep10",
+        "16 px, 25k+25k (the whole split), 10 epochs: rsps only",
+        {**LONG, "epochs": 10},
+    ),
     ("r16-25k-ep30", "16 px, 25k+25k (the whole split), 30 epochs: rsps only", LONG),
+    (
+        "r16-25k-ep60",
+        "16 px, 25k+25k (the whole split), 60 epochs: rsps only",
+        {**LONG, "epochs": 60},
+    ),
     (
         "25k-ep10",
         "32 px, 25k+25k, 10 epochs: rsps only (the issue's uniform diagnostic, as a run)",
