@@ -44,7 +44,7 @@ BAD_INPUT = [
     (["lookup", "|nor_conv_3x3~0|+|none~0|"], "expected 3"),
     (["lookup", "15625"], "0..15624"),
     (["run", "--methods", "dartz"], "did you mean 'darts'"),
-    (["run", "--methods", "nosuch"], "known methods: amended, cdao"),
+    (["run", "--methods", "nosuch"], "known methods: amended, beta_darts, cdao"),
     (["run", "--methods", ","], "at least one method"),
     (["run", "--seeds", "two"], "--seeds"),
     (["run", "--seeds", "0,0"], "distinct"),
