@@ -80,18 +80,19 @@ def unfinished(root: Path) -> Path:
 
 
 def garble(path: Path) -> None:
-    """Flip bytes in the middle of the checkpoint's largest tensor: the archive stays
-    readable, so only the checksum can tell (the file's middle may be a zip header)."""
+    """Flip 16 bytes in the middle of a file; in a checkpoint, in the middle of its
+    largest tensor, so the archive stays readable and only the checksum can tell (the
+    file's own middle may be a zip header)."""
     data = bytearray(path.read_bytes())
-    with zipfile.ZipFile(path) as archive:
-        largest = max(archive.infolist(), key=lambda info: info.file_size)
-    header = data[largest.header_offset : largest.header_offset + 30]
-    name_len, extra_len = (
-        int.from_bytes(header[26:28], "little"),
-        int.from_bytes(header[28:30], "little"),
-    )
-    start = largest.header_offset + 30 + name_len + extra_len
-    middle = start + largest.file_size // 2
+    middle = len(data) // 2
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            largest = max(archive.infolist(), key=lambda info: info.file_size)
+        header = data[largest.header_offset : largest.header_offset + 30]
+        name_len = int.from_bytes(header[26:28], "little")
+        extra_len = int.from_bytes(header[28:30], "little")
+        start = largest.header_offset + 30 + name_len + extra_len
+        middle = start + largest.file_size // 2
     data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
     path.write_bytes(bytes(data))
 
