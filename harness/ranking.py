@@ -144,10 +144,14 @@ def score_cells_with_loss(
     bf16: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One-shot accuracy (%) and mean loss of each cell under the shared weights."""
-    per_batch = score_cells_per_batch(model, cells, images, labels, batch_size, bf16)
-    n = images.shape[0]
     if not cells:
         return np.zeros(0), np.zeros(0)
+    per_batch = score_cells_per_batch(model, cells, images, labels, batch_size, bf16)
+    return accuracy_and_loss(per_batch, images.shape[0])
+
+
+def accuracy_and_loss(per_batch: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's accuracy (%) and mean loss over all ``n`` images from its per-batch sums."""
     return 100.0 * per_batch[:, :, 0].sum(1) / n, per_batch[:, :, 1].sum(1) / n
 
 
@@ -205,8 +209,7 @@ def ranking_correlation(
     precision = scoring_precision(config, images.device)
     bf16 = precision == "bfloat16"
     per_batch = score_cells_per_batch(model, cells, images, labels, config.gap_eval_batch, bf16)
-    scores = 100.0 * per_batch[:, :, 0].sum(1) / labels.shape[0]
-    losses = per_batch[:, :, 1].sum(1) / labels.shape[0]
+    scores, losses = accuracy_and_loss(per_batch, labels.shape[0])
     codes = np.array([cell.code for cell in cells], dtype=np.int64)
     valid = benchmark.accuracy(codes, "cifar10", "valid")
     test = benchmark.accuracy(codes, "cifar10", "test")
