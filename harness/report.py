@@ -45,6 +45,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from harness import manifest, metrics, results
+from harness.config import BEFORE_FIELD
 from harness.errors import UsageError, first_line
 from harness.runs import ACCURACY_KEYS, by_selection, load_runs
 from harness.space import EDGES, OPS, Cell
@@ -164,10 +165,12 @@ ABSENT = "(absent)"
 
 def protocol(config: Any) -> dict[str, str] | None:
     """A run's config as rows compare it: flat, values as JSON text, bar NOT_COMPARED;
-    None where the run recorded no config."""
+    None where the run recorded no config. A field added after the run was made reads
+    as its old behaviour (``BEFORE_FIELD``), as a resume does, so an older run pools
+    with newer runs that behave the same."""
     if not isinstance(config, dict):
         return None
-    flat = results.flat_config(config)
+    flat = results.flat_config({**BEFORE_FIELD, **config})
     return {k: json.dumps(v, sort_keys=True) for k, v in flat.items() if k not in NOT_COMPARED}
 
 

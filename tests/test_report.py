@@ -243,6 +243,22 @@ def test_split_by_config_names_what_differs_and_ignores_seed_and_execution_field
     assert list(frame["method"]) == ["darts", "darts"]  # one config: the unknown joins it
 
 
+def test_a_run_from_before_a_field_pools_with_runs_that_behave_the_same() -> None:
+    """A config.json without ``select`` or ``resolution`` (written before those fields)
+    is argmax's at 32 px: it pools with runs recording those values, and is told
+    apart from a run recording another."""
+    frame = _frame([("darts", {}), ("darts", {"select": "argmax", "resolution": 32})])
+    for field in ("select", "resolution"):
+        del frame.loc[0, "config"][field]
+    split, note = split_by_config(frame)
+    assert list(split["method"]) == ["darts", "darts"] and note == ""
+
+    frame.loc[1, "config"]["resolution"] = 16
+    split, note = split_by_config(frame)
+    assert list(split["method"]) == ["darts [resolution=32]", "darts [resolution=16]"]
+    assert "rows are split by resolution " in note
+
+
 def test_report_splits_rows_of_runs_made_with_different_configs(
     sweep_dir: Path, tmp_path: Path, data_dir: Path
 ) -> None:
