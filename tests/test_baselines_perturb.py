@@ -15,39 +15,18 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import Batch, context, make
 from torch import Tensor
 
 from harness import search
-from harness.config import Config
 from harness.methods import method_class
-from harness.methods.base import Method, StepContext
+from harness.methods.base import StepContext
 from harness.methods.parts import perturbation, regularizers
 from harness.space import NUM_EDGES, NUM_OPS, OPS
 from harness.supernet import SuperNet, avg_pool3
 
 pytestmark = pytest.mark.usefixtures("float64_default")
-CPU = torch.device("cpu")
 SKIP, CONV3 = OPS.index("skip_connect"), OPS.index("nor_conv_3x3")
-Batch = tuple[Tensor, Tensor]
-
-
-class ExactContext(StepContext):
-    def loss(self, batch: Batch, weights: Tensor, active: Tensor | None = None) -> Tensor:
-        images, labels = batch
-        return F.cross_entropy(self.model(images, weights, active), labels)
-
-
-def make(name: str, epochs: int = 50, **options: Any) -> Method:
-    cls = method_class(name)
-    return cls(
-        SuperNet(C=4, N=1), Config(epochs=epochs, dtype="float64"), cls.Options(**options), CPU
-    )
-
-
-def context(method: Method, epoch: int = 0) -> StepContext:
-    method.begin_epoch(epoch)
-    optimizer = torch.optim.SGD(method.model.parameters(), lr=0.025, momentum=0.9)
-    return ExactContext(method.model, optimizer, epoch, 0, 10, method.config.epochs)
 
 
 def batch(seed: int, n: int = 8) -> Batch:

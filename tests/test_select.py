@@ -10,46 +10,23 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import CPU, TRAIN_LABELS, tiny_state
 from torch import Tensor
 
 from harness import cli, runs, select
 from harness.config import Config
-from harness.data import SearchData, TensorLoader
 from harness.methods import method_class
 from harness.methods.base import Method
-from harness.search import SearchState, weight_optimizer
 from harness.space import NUM_EDGES, NUM_OPS, OPS
 from harness.supernet import SuperNet
 
-CPU = torch.device("cpu")
 CONV3 = OPS.index("nor_conv_3x3")
-TRAIN_LABELS, VALID_LABELS = range(0, 5), range(5, 10)
 
 
 def make(name: str = "darts", **config: Any) -> Method:
     cls = method_class(name)
     settings = {"epochs": 10, "dtype": "float64", **config}
     return cls(SuperNet(C=4, N=1), Config(**settings), cls.Options(), CPU)
-
-
-def loader(labels: range, seed: int, n: int = 12) -> TensorLoader:
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (n, 3, 8, 8), dtype=torch.uint8, generator=generator)
-    values = torch.tensor(list(labels))[torch.arange(n) % len(labels)]
-    return TensorLoader(images, values, 4, True, seed, dtype=torch.float64)
-
-
-def tiny_state(method: Method) -> SearchState:
-    data = SearchData(
-        train=loader(TRAIN_LABELS, 0),
-        valid=loader(VALID_LABELS, 1),
-        eval_images=torch.zeros(4, 3, 8, 8),
-        eval_labels=torch.zeros(4, dtype=torch.long),
-        split_name="select",
-        fingerprint="",
-    )
-    optimizer, scheduler = weight_optimizer(method.model, method.config)
-    return SearchState(method.model, method, optimizer, scheduler, data)
 
 
 @pytest.mark.usefixtures("float64_default")

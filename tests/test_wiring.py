@@ -14,22 +14,17 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import TRAIN_LABELS, VALID_LABELS, Batch, context, make, tiny_state
 from torch import Tensor
 
 from harness import search
-from harness.config import Config
-from harness.data import SearchData, TensorLoader
-from harness.methods import method_class, registry
+from harness.methods import registry
 from harness.methods.base import Method, StepContext
 from harness.methods.da2s import edge_entropy
 from harness.methods.rdarts import stage_distance
 from harness.space import NUM_OPS
-from harness.supernet import SuperNet
 
-Batch = tuple[Tensor, Tensor]
-CPU = torch.device("cpu")
-STEPS = 3
-TRAIN_LABELS, VALID_LABELS = range(0, 5), range(5, 10)
+STEPS = 3  # batches per half in tiny.tiny_state
 
 # The order of the two steps per iteration, from each method's source (methods-spec):
 # DARTS-V1 w then α; DARTS-V2 α (unrolled) then w; Amended as V2 [I]; DARTS-PRIME decides
@@ -60,27 +55,6 @@ ALPHA_FIRST = {
 
 
 pytestmark = pytest.mark.usefixtures("float64_default")
-
-
-class ExactContext(StepContext):
-    """The loop's context with a loss that keeps float64 logits (no bf16 upcast)."""
-
-    def loss(self, batch: Batch, weights: Tensor, active: Tensor | None = None) -> Tensor:
-        images, labels = batch
-        return F.cross_entropy(self.model(images, weights, active), labels)
-
-
-def make(name: str, epochs: int = 50, **options: Any) -> Method:
-    cls = method_class(name)
-    opts = cls.Options(**options)
-    model = SuperNet(C=4, N=1, **cls.supernet_options(opts))
-    return cls(model, Config(epochs=epochs, dtype="float64"), opts, CPU)
-
-
-def context(method: Method, epoch: int = 0, step: int = 0) -> StepContext:
-    method.begin_epoch(epoch)
-    optimizer = torch.optim.SGD(method.model.parameters(), lr=0.025, momentum=0.9)
-    return ExactContext(method.model, optimizer, epoch, step, 10, method.config.epochs)
 
 
 def batch(labels: range, seed: int, n: int = 8) -> Batch:
@@ -186,26 +160,6 @@ def test_alpha_step_descends_its_loss_on_the_right_batch(
 
 
 # --- the order of the two steps, through the loop ---------------------------------------
-def loader(labels: range, seed: int) -> TensorLoader:
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (4 * STEPS, 3, 8, 8), dtype=torch.uint8, generator=generator)
-    values = torch.tensor(list(labels))[torch.arange(4 * STEPS) % len(labels)]
-    return TensorLoader(images, values, 4, True, seed, dtype=torch.float64)
-
-
-def tiny_state(method: Method) -> search.SearchState:
-    data = SearchData(
-        train=loader(TRAIN_LABELS, 0),
-        valid=loader(VALID_LABELS, 1),
-        eval_images=torch.zeros(4, 3, 8, 8),
-        eval_labels=torch.zeros(4, dtype=torch.long),
-        split_name="wiring",
-        fingerprint="",
-    )
-    optimizer, scheduler = search.weight_optimizer(method.model, method.config)
-    return search.SearchState(method.model, method, optimizer, scheduler, data)
-
-
 def role(labels: Tensor) -> str:
     if set(labels.tolist()) <= set(TRAIN_LABELS):
         return "train"
