@@ -45,7 +45,6 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from harness import manifest, metrics, results
-from harness.config import BEFORE_FIELD
 from harness.errors import UsageError, first_line
 from harness.runs import ACCURACY_KEYS, by_selection, load_runs
 from harness.space import EDGES, OPS, Cell
@@ -170,7 +169,7 @@ def protocol(config: Any) -> dict[str, str] | None:
     with newer runs that behave the same."""
     if not isinstance(config, dict):
         return None
-    flat = results.flat_config({**BEFORE_FIELD, **config})
+    flat = results.flat_recorded(config)
     return {k: json.dumps(v, sort_keys=True) for k, v in flat.items() if k not in NOT_COMPARED}
 
 

@@ -287,7 +287,7 @@ def differing(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """Keys whose values differ (``method_options.X`` one by one), bar execution fields;
     a run recorded before the table key existed is not held to it, and one recorded
     before a config field existed holds that field's :data:`BEFORE_FIELD` value."""
-    old, new = flat_config({**BEFORE_FIELD, **recorded}), flat_config(wanted)
+    old, new = flat_recorded(recorded), flat_config(wanted)
     if TABLE_KEY not in old:
         new.pop(TABLE_KEY, None)
     absent = object()
@@ -307,6 +307,12 @@ def flat_config(data: dict[str, Any]) -> dict[str, Any]:
         else:
             flat[key] = value
     return flat
+
+
+def flat_recorded(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A recorded config, flat, with each field it predates at its old behaviour
+    (:data:`BEFORE_FIELD`): how a resume and a report read an older run."""
+    return flat_config({**BEFORE_FIELD, **recorded})
 
 
 def config_mismatch(path: Path, recorded: dict[str, Any], wanted: dict[str, Any]) -> str | None:
