@@ -8,7 +8,12 @@ into ``results/calibration/<setting>/``; the harness resumes whatever is done. T
 ``table`` reads the runs and writes ``reports/calibration/``: ``study.csv``,
 ``study.md`` and two plots (τ against cost, skip connections against epoch).
 
-    python benchmarks/calibration.py run [--only NAME,...]
+The whole-split rows (issue 27, :data:`WHOLE_SPLIT`) run both methods on the whole
+25k + 25k split at 16 px, width C = 8 or 16, depth N = 1 or 2, 10 / 20 / 30 epochs, rank
+200 cells (τ's standard error ≈ 0.05), and scale α's learning rate so that α can travel
+as far as in the paper protocol (:func:`travel_matched_a_lr`).
+
+    python benchmarks/calibration.py run [--only NAME,...] [--jobs J]
     python benchmarks/calibration.py table
 """
 
@@ -73,21 +78,58 @@ RSPS_ONLY: list[tuple[str, str, dict[str, Any]]] = [
     ),
 ]
 
+PAPER_ALPHA_TRAVEL = 19_550 * 3e-4
+"""α steps × Adam lr of the paper protocol (50 epochs × 391 steps at 3e-4): Adam moves an
+α entry by about its lr per step while the gradient's sign holds (docs/presets.md)."""
+WHOLE_SPLIT_STEPS = 25_000 // 64  # α steps per epoch on the whole split at batch 64
 
-def command(name: str, overrides: dict[str, Any], methods: tuple[str, ...]) -> list[str]:
+
+def travel_matched_a_lr(epochs: int) -> float:
+    """The α lr that lets α travel as far in ``epochs`` whole-split epochs as in the paper."""
+    return float(f"{PAPER_ALPHA_TRAVEL / (WHOLE_SPLIT_STEPS * epochs):.2e}")
+
+
+def _whole(width: int, depth: int, epochs: int) -> tuple[str, str, dict[str, Any]]:
+    a_lr = travel_matched_a_lr(epochs)
+    name = f"w16-C{width}-N{depth}-ep{epochs}"
+    label = f"16 px, 25k+25k, C={width}, N={depth}, {epochs} epochs, α lr {a_lr:g}, 200 cells"
+    overrides = {
+        "resolution": 16, "train_size": 25000, "valid_size": 25000, "C": width, "N": depth,
+        "epochs": epochs, "a_lr": a_lr, "rank_samples": 200,
+    }  # fmt: skip
+    return name, label, overrides
+
+
+WHOLE_SPLIT: list[tuple[str, str, dict[str, Any]]] = [
+    # cheapest first: a sweep that is cut short still leaves the most informative rows
+    _whole(8, 1, 10),
+    _whole(16, 1, 10),
+    _whole(8, 1, 20),
+    _whole(16, 1, 20),
+    _whole(8, 1, 30),
+    _whole(16, 1, 30),
+    _whole(8, 2, 10),
+    _whole(16, 2, 10),
+]
+
+
+def command(
+    name: str, overrides: dict[str, Any], methods: tuple[str, ...], jobs: int = 2
+) -> list[str]:
     sets = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in overrides.items()]
     args = [sys.executable, "-m", "harness", "run", "--preset", "proxy"]
-    args += ["--methods", ",".join(methods), "--seeds", "1", "--jobs", "2"]
+    args += ["--methods", ",".join(methods), "--seeds", "1", "--jobs", str(jobs)]
     args += ["--results", str(RUNS / name)]
     for item in sets:
         args += ["--set", item]
     return args
 
 
-def run(only: set[str] | None) -> None:
+def run(only: set[str] | None, jobs: int = 2) -> None:
     for name, _, overrides, methods in [
         *((n, w, o, METHODS) for n, w, o in SETTINGS),
         *((n, w, o, ("rsps",)) for n, w, o in RSPS_ONLY),
+        *((n, w, o, METHODS) for n, w, o in WHOLE_SPLIT),
     ]:
         if only and name not in only:
             continue
@@ -96,7 +138,7 @@ def run(only: set[str] | None) -> None:
         measure = {
             k: v for k, v in MEASURE.items() if not (name == "proxy" and k.endswith("candidates"))
         }
-        args = command(name, {**measure, **overrides}, methods)
+        args = command(name, {**measure, **overrides}, methods, jobs)
         print(f"== {name}: {' '.join(args[1:])}", flush=True)
         started = time.perf_counter()
         subprocess.run(args, check=True, cwd=ROOT)
@@ -170,7 +212,7 @@ COLUMNS = (
 
 def table(runs_root: Path = RUNS, out: Path = OUT, plots: bool = True) -> None:
     """``study.csv`` and ``study.md`` (and the plots) from the runs under ``runs_root``."""
-    every = SETTINGS + RSPS_ONLY
+    every = SETTINGS + RSPS_ONLY + WHOLE_SPLIT
     rows = [r for n, label, _ in every if (r := row(n, label, runs_root)) is not None]
     out.mkdir(parents=True, exist_ok=True)
     with (out / "study.csv").open("w", newline="") as handle:
@@ -222,9 +264,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("run", "table"))
     parser.add_argument("--only", help="comma-separated setting names")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
     args = parser.parse_args()
     if args.what == "run":
-        run(set(args.only.split(",")) if args.only else None)
+        run(set(args.only.split(",")) if args.only else None, args.jobs)
     else:
         table()
 
