@@ -15,13 +15,15 @@ median / variant median. ``--variants`` picks some (the unit is always timed).
                                        [--shapes paper,proxy,cpu] [--baseline-rev R]
                                        [--variants "fused fp32,fused bf16"]
 
-Shapes are preset names of :data:`harness.config.PRESETS` (their C and N). Needs
-``pip install --no-deps xautodl==1.0.0``.
+Shapes are preset names of :data:`harness.config.PRESETS` (their C, N and image size) or
+any shape written ``C16N1R16`` (width C, N cells per stage, R × R images), e.g.
+``--shapes cpu,C16N1R16,C16N2R16``. Needs ``pip install --no-deps xautodl==1.0.0``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -55,10 +57,19 @@ SWITCHES = (
 """(name, channels_last, bf16) of each setting of the fused path."""
 
 
+SHAPE = re.compile(r"C(\d+)N(\d+)R(\d+)")
+
+
 def shape_of(preset: str) -> tuple[int, int, int]:
-    """(C, N, image side) of a preset (side 32 where the config has no ``resolution``)."""
+    """(C, N, image side) of a preset (side 32 where the config has no ``resolution``), or
+    of a shape written ``C16N1R16``."""
+    explicit = SHAPE.fullmatch(preset)
+    if explicit:
+        return int(explicit[1]), int(explicit[2]), int(explicit[3])
     if preset not in PRESETS:
-        raise SystemExit(f"unknown shape {preset!r}; presets: {', '.join(PRESETS)}")
+        raise SystemExit(
+            f"unknown shape {preset!r}; a preset ({', '.join(PRESETS)}) or C<c>N<n>R<side>"
+        )
     default = {"C": Config.C, "N": Config.N, "resolution": getattr(Config, "resolution", 32)}
     values = {**default, **PRESETS[preset]}
     return int(values["C"]), int(values["N"]), int(values["resolution"])
@@ -180,7 +191,9 @@ def measure(shape: str, repeats: int, baseline: str, wanted: set[str]) -> dict[s
 
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0], repeats=0)
-    parser.add_argument("--shapes", default="paper,proxy", help="comma-separated preset names")
+    parser.add_argument(
+        "--shapes", default="paper,proxy", help="comma-separated presets or C<c>N<n>R<side> shapes"
+    )
     parser.add_argument("--baseline-rev", default="", help="also time the fused path at this rev")
     parser.add_argument("--variants", default="", help="comma-separated names; default all")
     args = parser.parse_args()
