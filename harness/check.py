@@ -38,7 +38,6 @@ from harness.space import NUM_OPS
 
 PRESET = "ci"
 DEFAULT_BASELINE = PROJECT_ROOT / "benchmarks" / "gap_baseline.json"
-DEFAULT_SEEDS = (0, 1)
 METRICS = ("gap_acc", "gap_loss", "alpha_distance")
 """What each gate run measures (from ``final.json``'s gap)."""
 TRAVEL = "alpha_travel"

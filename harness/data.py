@@ -31,10 +31,6 @@ from harness.errors import UsageError
 # NB201 / AutoDL normalisation constants (mean and std of the pixels, in [0, 1]).
 CIFAR10_MEAN = tuple(v / 255 for v in (125.3, 123.0, 113.9))
 CIFAR10_STD = tuple(v / 255 for v in (63.0, 62.1, 66.7))
-CIFAR100_MEAN = tuple(v / 255 for v in (129.3, 124.1, 112.4))
-CIFAR100_STD = tuple(v / 255 for v in (68.2, 65.4, 70.4))
-IMAGENET16_MEAN = tuple(v / 255 for v in (122.68, 116.66, 104.01))
-IMAGENET16_STD = tuple(v / 255 for v in (63.22, 61.26, 65.09))
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"

@@ -55,8 +55,6 @@ def _onehot(cell: Cell, device: torch.device) -> Tensor:
     return F.one_hot(indices, NUM_OPS).to(torch.float32)
 
 
-PRECISIONS = ("auto", "float32", "bfloat16")
-"""``rank_precision`` values; ``auto`` = bfloat16 where the device computes it natively."""
 NATIVE_BF16_ISA = ("avx512_bf16", "amx_bf16")
 """CPU flags with bfloat16 arithmetic in hardware (oneDNN's fast bf16 kernels)."""
 

@@ -657,6 +657,3 @@ class SuperNet(nn.Module):
                 if param.dim() == 4:
                     param.data = param.data.contiguous(memory_format=torch.channels_last)
         return self
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        return list(self.parameters())
