@@ -181,10 +181,11 @@ def prepare_sweep(
     results_dir = Path(_given("--results", results) or RESULTS)
     planned = sweeps.plan(names, seed_values, preset_name, settings, results_dir)
     if backends.runs_here(backend):
-        for device in sorted({job.config.device for job in planned}):
-            cfg.check_device_here(device)
-        for job in planned:
-            cfg.check_switches_here(job.config)
+        with cfg.named_as_set(settings):
+            for device in sorted({job.config.device for job in planned}):
+                cfg.check_device_here(device)
+            for job in planned:
+                cfg.check_switches_here(job.config)
     if any(job.config.tensorboard for job in planned):
         board.require()
     found = find_data_dir(_given("--data-dir", data_dir))
