@@ -3,6 +3,7 @@ CLI's messages, and the commands that need no torch never importing it."""
 
 from __future__ import annotations
 
+import ast
 import inspect
 import json
 import math
@@ -53,6 +54,16 @@ def test_import_and_lookup_do_not_import_torch() -> None:
     done = python(NO_TORCH)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_the_readme_shows_what_lookup_returns() -> None:
+    """Issue 32: the README's ``harness.lookup(1835)  # {'cifar10': {...}, ...}`` comment is
+    the call's value, not a rounding of it."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (line,) = [x for x in readme.splitlines() if x.startswith("harness.lookup(1835)")]
+    shown = re.search(r"# \{'cifar10': (\{[^}]*\})", line)
+    assert shown, line
+    assert ast.literal_eval(shown.group(1)) == harness.lookup(1835)["cifar10"]
 
 
 def imported_modules(stderr: str) -> set[str]:
