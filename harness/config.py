@@ -428,12 +428,12 @@ def check_device_here(device: str) -> None:
         raise FieldRefused(
             "device",
             f"device={device!r}: CUDA is not available on this machine; "
-            "use --set device=cpu or device=auto"
+            "use --set device=cpu or device=auto",
         )
     if index >= count:
         raise FieldRefused(
             "device",
-            f"device={device!r}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}"
+            f"device={device!r}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}",
         )
 
 

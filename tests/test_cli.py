@@ -220,7 +220,8 @@ def test_help_shows_defaults_and_the_method_option_form(
 ) -> None:
     assert _exit_code(["run", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    for default in ("(default: darts)", "(default: 1)", "(default: results)", "(default: local)"):
+    defaults = ("(default: darts)", "(default: 1)", "(default: out/results", "(default: local)")
+    for default in (*defaults, "0, is seed 0 alone"):
         assert default in text, default
     assert "METHOD.FIELD=VALUE" in text
     for command in ("lookup", "check", "report"):
