@@ -185,8 +185,30 @@ def local(backend: Backend, n_jobs: int) -> Iterator[Pool]:
     Each worker ends itself when this process is gone (:func:`jobs.in_local_worker`):
     loky's workers would otherwise outlive a killed sweep and hold its run locks."""
     del backend
-    with joblib.parallel_config(backend="loky"):
+    with quiet_resource_tracker(), joblib.parallel_config(backend="loky"):
         yield Pool(functools.partial(jobs.in_local_worker, os.getpid()), n_jobs)
+
+
+TRACKER_WARNINGS = "ignore:resource_tracker"
+"""A ``PYTHONWARNINGS`` filter for loky's resource tracker, a process of its own."""
+
+
+@contextmanager
+def quiet_resource_tracker() -> Iterator[None]:
+    """Start loky's resource tracker without its warnings. After a killed sweep it
+    removes the semaphores and shared folders the sweep left, and warns about each kind
+    in several lines with a source line; the workers' own line says what happened
+    (:func:`jobs.end_with_parent`). The tracker reads the filter from the environment it
+    starts with, so it is set only while the pool starts and runs."""
+    previous = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (previous, TRACKER_WARNINGS)))
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = previous
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from harness import config as cfg
-from harness.errors import UsageError
+from harness.errors import UsageError, plain_warnings
 from harness.paths import REPORTS, RESULTS, find_data_dir
 
 DATASET_LABELS = (
@@ -212,7 +212,7 @@ def add_backend_arguments(run: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), plain_warnings():
             return COMMANDS[args.command](args)
     except UsageError as error:
         print(f"harness: error: {error}", file=sys.stderr)

@@ -263,3 +263,23 @@ def test_smoke_run_end_to_end(tmp_path: Path) -> None:
     final = json.loads((tmp_path / "smoke/cifar10/darts/seed-0/final.json").read_text())
     assert final["status"] == "finished"
     assert f"{final['nb201']['cifar10']['test']:.2f}" in done.stdout
+
+
+def test_report_warnings_are_one_plain_line_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 32: a corrupt ``final.json`` gave a raw ``UserWarning`` with its source line."""
+    from test_committed_reports import synthetic_run
+
+    for seed in (0, 1):
+        synthetic_run(tmp_path / "results", "darts", seed, 80.0 + seed)
+    (tmp_path / "results" / "smoke" / "cifar10" / "darts" / "seed-1" / "final.json").write_text(
+        "{garbled"
+    )
+    argv = ["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "out")]
+    assert main([*argv, "--data-dir", str(tmp_path / "no-table")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2, err  # the unreadable run, and no table for the optimum row
+    assert all(line.startswith("harness: warning: ") for line in err), err
+    assert "skipping unreadable run" in err[0] and "seed-1" in err[0]
+    assert err[1].startswith("harness: warning: no space-optimum row: ")
