@@ -306,6 +306,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.update:
         names = requested or list(methods.registry())
         seeds = check.parse_seed_list(args.seeds)
+        if baseline_path.is_dir():
+            raise UsageError(f"--baseline {baseline_path} is a directory; give the JSON file")
+        results.check_writable(baseline_path.parent, "--baseline")  # before minutes of runs
         measured = check.measure(names, seeds, data_dir, **options)
         document = check.baseline_document(measured, seeds, data_dir, pin=options["pin"])
         results.write_json(baseline_path, document)

@@ -117,6 +117,8 @@ BAD_INPUT = [
     (["lookup", "3.0"], "NB201 index 3.0 is not an integer: expected 0..15624"),
     (["check", "--tolerance", "gap_acc"], "argument --tolerance: 'gap_acc': expected METRIC=VALUE"),
     (["check", "--tolerance", "gap_acc=-1"], "with VALUE a number >= 0"),
+    # issue 32: refused before minutes of runs, not after
+    (["check", "--update", "--baseline", "{dir}"], "is a directory; give the JSON file"),
 ]
 
 
