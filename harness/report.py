@@ -91,8 +91,8 @@ def write_reports(
 
     A group that fails does not stop the others: they are written, then
     :class:`ReportFailed` names the failed groups."""
-    layout.check_results(Path(results_dir))
     results.check_writable(Path(out_dir), "--out")
+    layout.check_results(Path(results_dir))
     runs = load_runs(results_dir)
     if runs.empty:
         raise UsageError(f"--results {results_dir}: none of its runs could be read (see above)")
