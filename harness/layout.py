@@ -10,6 +10,7 @@ layout expected and, where runs lie deeper, the ``--results`` that holds them.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 from harness.errors import UsageError
@@ -64,7 +65,9 @@ def check_results(results: Path, flag: str = "--results") -> None:
     message says what is expected and which ``--results`` was probably meant."""
     path = Path(results)
     if not path.exists():
-        raise UsageError(f"{flag} {results}: no such directory")
+        close = _close_sibling(path)
+        hint = f"did you mean {flag} {close}?" if close else f"make runs with `{RUN}`"
+        raise UsageError(f"{flag} {results}: no such directory; {hint}")
     if not path.is_dir():
         raise UsageError(f"{flag} {results}: not a directory")
     if run_dirs(path):
@@ -81,6 +84,16 @@ def check_results(results: Path, flag: str = "--results") -> None:
         f"{flag} {results}: no runs there (expected {LAYOUT} below it, or below one "
         f"<preset> or <preset>/<dataset> of a results directory){hint}"
     )
+
+
+def _close_sibling(path: Path) -> str | None:
+    """An existing directory beside ``path`` whose name is close to its name (a typo)."""
+    parent = path.parent
+    if not parent.is_dir():
+        return None
+    names = [p.name for p in parent.iterdir() if p.is_dir()]
+    match = difflib.get_close_matches(path.name, names, n=1)
+    return (parent / match[0]).as_posix() if match else None
 
 
 def _results_above(path: Path) -> str | None:

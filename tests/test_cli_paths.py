@@ -63,6 +63,7 @@ def one_error(capsys: pytest.CaptureFixture[str]) -> str:
     ("results", "out", "message"),
     [
         ("typo-dir", "typo-out", "--results typo-dir: no such directory"),
+        ("reslts", "reports", "no such directory; did you mean --results results?"),
         ("results", "typo-out", "--out typo-out: no such directory; nothing to compare with"),
         ("results", "empty", "--out empty: no reports there"),
         ("empty", "reports", "--results empty: no runs there (expected <preset>/<dataset>/"),
