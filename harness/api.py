@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import paths
 from harness.errors import RunFailed, UsageError
 from harness.space import NUM_CELLS, Cell
 
@@ -29,8 +30,9 @@ if TYPE_CHECKING:
 PathLike = str | os.PathLike[str]
 Arch = str | int | Cell
 """A cell as the API takes it: an official string, a :class:`Cell`, or an NB201 index."""
-RESULTS, REPORTS = "results", "reports"
-"""The default results and report directories, as in the command line."""
+RESULTS, REPORTS = paths.RESULTS, paths.REPORTS
+"""The default results and report directories, as in the command line (``out/``, which
+git ignores: never the committed ``results/`` and ``reports/``)."""
 
 
 # --- the table ------------------------------------------------------------------------
@@ -95,7 +97,7 @@ def search(
     """One search run, in this process; returns what its ``final.json`` holds.
 
     ``preset`` defaults to ``paper`` with CUDA, else ``proxy``; ``results`` to
-    ``results``. ``overrides`` are config fields (``epochs=1``) and the method's options
+    ``out/results``. ``overrides`` are config fields (``epochs=1``) and the method's options
     as a dict (``cdao={"mu": 0.1}``), checked as ``--set`` is. A finished run is not
     redone, an unfinished one resumes. Raises :class:`UsageError` on bad input and
     :class:`RunFailed` when the run raised or another process holds it.
@@ -181,10 +183,11 @@ def prepare_sweep(
     results_dir = Path(_given("--results", results) or RESULTS)
     planned = sweeps.plan(names, seed_values, preset_name, settings, results_dir)
     if backends.runs_here(backend):
-        for device in sorted({job.config.device for job in planned}):
-            cfg.check_device_here(device)
-        for job in planned:
-            cfg.check_switches_here(job.config)
+        with cfg.named_as_set(settings):
+            for device in sorted({job.config.device for job in planned}):
+                cfg.check_device_here(device)
+            for job in planned:
+                cfg.check_switches_here(job.config)
     if any(job.config.tensorboard for job in planned):
         board.require()
     found = find_data_dir(_given("--data-dir", data_dir))

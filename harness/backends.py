@@ -13,6 +13,8 @@ import dataclasses
 import functools
 import importlib
 import os
+import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -26,7 +28,7 @@ import joblib
 import torch
 
 from harness import jobs, results
-from harness.errors import UsageError
+from harness.errors import UsageError, first_line
 
 BACKENDS = ("local", "dask", "ray", "slurm")
 ENGINES = {"dask": ("dask", "distributed"), "ray": ("ray",), "slurm": ("submitit",)}
@@ -87,6 +89,64 @@ def check(backend: Backend) -> None:
         raise UsageError("--slurm-* and --gpus-per-job apply to --backend slurm only")
     if backend.name != "local":
         require(backend.name)
+    check_reachable(backend)
+
+
+CONNECT_TIMEOUT_S = 5.0
+"""How long the up-front probe of a cluster's address waits for a connection."""
+CLUSTERS = {"dask": ("the Dask scheduler", 8786), "ray": ("the Ray cluster", 6379)}
+"""Backend → what ``--address`` names, and its default port."""
+RAY_CLIENT_PORT = 10001
+"""The port of a ``ray://`` address without one (Ray Client's default)."""
+NOT_PROBED = ("auto", "local")
+"""Ray addresses that name no host (Ray finds or starts the cluster itself)."""
+
+
+def check_reachable(backend: Backend, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse a cluster that is not there, before any run starts, in one line: an
+    ``--address`` where nothing accepts a connection (a TCP probe; the engine's client
+    would wait 30 s, then raise a traceback), or ``--backend slurm`` where Slurm's
+    ``sbatch`` is not on the PATH."""
+    slurm = backend.name == "slurm" and backend.slurm_executor == "slurm"
+    if slurm and shutil.which("sbatch") is None:
+        raise UsageError(
+            "--backend slurm: cannot reach Slurm (no sbatch on the PATH); run from a "
+            "Slurm login node, or test without a cluster with --slurm-executor local"
+        )
+    if backend.name not in CLUSTERS or not backend.address:
+        return
+    where = host_port(backend.address, CLUSTERS[backend.name][1])
+    if where is None:
+        return
+    try:
+        socket.create_connection(where, timeout=timeout_s).close()
+    except OSError as error:
+        raise unreachable(backend, error) from None
+
+
+def unreachable(backend: Backend, error: BaseException) -> UsageError:
+    """The one-line error for a cluster at ``--address`` that does not answer."""
+    what, _ = CLUSTERS[backend.name]
+    reason = getattr(error, "strerror", None) or first_line(error) or type(error).__name__
+    return UsageError(
+        f"cannot reach {what} at {backend.address} ({reason}); start it, or check --address"
+    )
+
+
+def host_port(address: str, default_port: int) -> tuple[str, int] | None:
+    """``tcp://host:port``, ``ray://host:port`` or ``host:port`` → (host, port); None for
+    an address that names no TCP host (``auto``, ``inproc://``)."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    if scheme == "inproc" or rest in NOT_PROBED:
+        return None
+    host, colon, port = rest.rstrip("/").rpartition(":")
+    if not colon or "]" in port:  # no port (an IPv6 literal's last colon is inside [...])
+        host, port = rest.rstrip("/"), str(RAY_CLIENT_PORT if scheme == "ray" else default_port)
+    if not port.isdigit() or not host.strip("[]"):
+        raise UsageError(f"--address {address}: expected HOST:PORT, e.g. tcp://10.0.0.5:8786")
+    return host.strip("[]"), int(port)
 
 
 def runs_here(backend: Backend) -> bool:
@@ -125,8 +185,30 @@ def local(backend: Backend, n_jobs: int) -> Iterator[Pool]:
     Each worker ends itself when this process is gone (:func:`jobs.in_local_worker`):
     loky's workers would otherwise outlive a killed sweep and hold its run locks."""
     del backend
-    with joblib.parallel_config(backend="loky"):
+    with quiet_resource_tracker(), joblib.parallel_config(backend="loky"):
         yield Pool(functools.partial(jobs.in_local_worker, os.getpid()), n_jobs)
+
+
+TRACKER_WARNINGS = "ignore:resource_tracker"
+"""A ``PYTHONWARNINGS`` filter for loky's resource tracker, a process of its own."""
+
+
+@contextmanager
+def quiet_resource_tracker() -> Iterator[None]:
+    """Start loky's resource tracker without its warnings. After a killed sweep it
+    removes the semaphores and shared folders the sweep left, and warns about each kind
+    in several lines with a source line; the workers' own line says what happened
+    (:func:`jobs.end_with_parent`). The tracker reads the filter from the environment it
+    starts with, so it is set only while the pool starts and runs."""
+    previous = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (previous, TRACKER_WARNINGS)))
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = previous
 
 
 @contextmanager
@@ -141,7 +223,12 @@ def dask(backend: Backend, n_jobs: int) -> Iterator[Pool]:
     from distributed import Client
 
     cluster = None if backend.address else _local_cluster(n_jobs)
-    client = Client(backend.address or cluster)
+    try:
+        client = Client(backend.address or cluster, timeout=CONNECT_TIMEOUT_S)
+    except OSError as error:  # it answered the probe, but not as a Dask scheduler
+        if cluster is not None:
+            cluster.close()
+        raise unreachable(backend, error) from None
     try:
         workers = client.scheduler_info(n_workers=-1)["workers"]
         gpu = any("GPU" in w.get("resources", {}) for w in workers.values())
@@ -203,7 +290,10 @@ def ray(
     started = not engine.is_initialized()
     if started:
         local = {} if backend.address else {"num_cpus": os.cpu_count()}
-        engine.init(address=backend.address, include_dashboard=False, **local)
+        try:
+            engine.init(address=backend.address, include_dashboard=False, **local)
+        except ConnectionError as error:  # e.g. address="auto" with no cluster running
+            raise unreachable(backend, error) from None
     try:
         register_ray()
         n_jobs, remote_args = _ray_share(engine, n_jobs)

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from harness import config as cfg
-from harness.errors import UsageError
-from harness.paths import find_data_dir
+from harness.errors import UsageError, plain_warnings
+from harness.paths import REPORTS, RESULTS, find_data_dir
 
 DATASET_LABELS = (
     ("cifar10", "CIFAR-10"),
@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--seeds",
         type=text,
         default="1",
-        help="a count (5 → seeds 0..4) or a list (0,3,7) (default: %(default)s)",
+        help="a count (5 → seeds 0..4) or a list (0,3,7; 0, is seed 0 alone); each seed "
+        "once (default: %(default)s)",
     )
     run.add_argument(
         "--preset",
@@ -94,7 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--data-dir", type=text, help=DATA_DIR_HELP)
     run.add_argument(
-        "--results", type=text, default="results", help="results directory (default: %(default)s)"
+        "--results",
+        type=text,
+        default=RESULTS,
+        help="results directory (default: %(default)s, ignored by git; the committed runs "
+        "are in results/)",
     )
     run.add_argument(
         "--set",
@@ -157,10 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--data-dir", type=text, help=DATA_DIR_HELP)
     report = sub.add_parser("report", help="paper-style tables and plots from a results directory")
     report.add_argument(
-        "--results", type=text, default="results", help="results directory (default: %(default)s)"
+        "--results",
+        type=text,
+        default=RESULTS,
+        help="results directory, or one <preset> or <preset>/<dataset> of it "
+        "(default: %(default)s; the committed runs: results)",
     )
     report.add_argument(
-        "--out", type=text, default="reports", help="where to write (default: %(default)s)"
+        "--out",
+        type=text,
+        default=REPORTS,
+        help="where to write (default: %(default)s; the committed reports: reports)",
     )
     report.add_argument("--data-dir", type=text, help="for the space-optimum row; " + DATA_DIR_HELP)
     report.add_argument(
@@ -200,7 +212,7 @@ def add_backend_arguments(run: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), plain_warnings():
             return COMMANDS[args.command](args)
     except UsageError as error:
         print(f"harness: error: {error}", file=sys.stderr)
@@ -294,6 +306,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.update:
         names = requested or list(methods.registry())
         seeds = check.parse_seed_list(args.seeds)
+        if baseline_path.is_dir():
+            raise UsageError(f"--baseline {baseline_path} is a directory; give the JSON file")
+        results.check_writable(baseline_path.parent, "--baseline")  # before minutes of runs
         measured = check.measure(names, seeds, data_dir, **options)
         document = check.baseline_document(measured, seeds, data_dir, pin=options["pin"])
         results.write_json(baseline_path, document)
@@ -338,7 +353,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def check_reports(args: argparse.Namespace) -> int:
     """``report --check``: do the reports under --out regenerate from --results?"""
-    from harness import manifest
+    from harness import layout, manifest
 
     problems = manifest.check_reports(Path(args.results), Path(args.out), args.data_dir)
     for problem in problems:
@@ -350,7 +365,7 @@ def check_reports(args: argparse.Namespace) -> int:
             f"--out {args.out}` and commit the result"
         )
         return 1
-    groups = manifest.report_groups(Path(args.out))
+    groups = manifest.report_groups(Path(args.out), layout.scope(Path(args.results)))
     print(f"ok: {len(groups)} report(s) under {args.out} regenerate from {args.results}")
     return 0
 

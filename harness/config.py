@@ -12,7 +12,8 @@ import dataclasses
 import difflib
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -318,8 +319,29 @@ def _shown(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _refuse(name: str, value: Any, allowed: str) -> UsageError:
-    return UsageError(f"{name}={_shown(value)}: {name} must be {allowed}")
+class FieldRefused(UsageError):
+    """A field's value is refused; ``field`` names it (``epochs``, ``cdao.mu``), so that
+    :func:`named_as_set` can name ``--set`` where the user set it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _refuse(name: str, value: Any, allowed: str) -> FieldRefused:
+    return FieldRefused(name, f"{name}={_shown(value)}: {name} must be {allowed}")
+
+
+@contextmanager
+def named_as_set(overrides: Mapping[str, str]) -> Iterator[None]:
+    """Within the block, a refused field the user set is named as the flag they typed
+    (``--set epochs=0: ...``, from the CLI and the API alike); one a preset set is not."""
+    try:
+        yield
+    except FieldRefused as refused:
+        if refused.field in overrides:
+            raise UsageError(f"--set {refused}") from None
+        raise
 
 
 def check_config(config: Config, options_type: type | None = None) -> None:
@@ -403,13 +425,15 @@ def check_device_here(device: str) -> None:
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     index = int(device.partition(":")[2] or 0)
     if count == 0:
-        raise UsageError(
+        raise FieldRefused(
+            "device",
             f"device={device!r}: CUDA is not available on this machine; "
-            "use --set device=cpu or device=auto"
+            "use --set device=cpu or device=auto",
         )
     if index >= count:
-        raise UsageError(
-            f"device={device!r}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}"
+        raise FieldRefused(
+            "device",
+            f"device={device!r}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}",
         )
 
 
@@ -529,5 +553,6 @@ def resolve(
             raise _unknown_key(key, valid)
         setattr(config, key, parse_value(f"--set {key}", text, types[key]))
     config.method_options = dataclasses.asdict(options) if options is not None else {}
-    check_config(config, method_options_type)
+    with named_as_set(overrides):
+        check_config(config, method_options_type)
     return config

@@ -1,9 +1,13 @@
-"""Errors the command line turns into one friendly line and exit code 2, and the
-error the Python API raises for a run that ended without a result."""
+"""Errors the command line turns into one friendly line and exit code 2, the error the
+Python API raises for a run that ended without a result, and warnings as one plain line."""
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
 
 
 class UsageError(Exception):
@@ -29,3 +33,32 @@ class RunFailed(Exception):
         what = f"{outcome.get('method')} seed {outcome.get('seed')}: {outcome.get('status')}"
         super().__init__(f"{what} ({outcome.get('reason')})")
         self.outcome = outcome
+
+
+WARNING_PREFIX = "harness: warning: "
+
+
+def show_plainly(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A ``warnings.showwarning`` that prints ``harness: warning: <message>`` as one line
+    on stderr: no source line, file name or category, as the command line's errors."""
+    del category, filename, lineno, line
+    text = " ".join(str(message).split())
+    print(f"{WARNING_PREFIX}{text}", file=file or sys.stderr, flush=True)
+
+
+@contextmanager
+def plain_warnings() -> Iterator[None]:
+    """Within the block, every warning shown is one plain line (:func:`show_plainly`)."""
+    previous = warnings.showwarning
+    warnings.showwarning = show_plainly
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous

@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from filelock import FileLock, Timeout
 from harness import config as cfg
 from harness import results
 from harness.benchmark import Benchmark
-from harness.errors import first_line
+from harness.errors import WARNING_PREFIX, first_line, show_plainly
 from harness.search import Search
 
 
@@ -185,6 +186,7 @@ def in_local_worker(parent: int, index: int, job: Job, *args: Any) -> tuple[int,
     """:func:`indexed` in a loky worker of the sweep process ``parent``, which the
     worker does not outlive (see :func:`end_with_parent`)."""
     end_with_parent(parent)
+    warnings.showwarning = show_plainly  # as in the sweep's own process
     return indexed(index, job, *args)
 
 
@@ -201,6 +203,10 @@ def end_with_parent(parent: int) -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_POLL_S)
+        log_line(
+            f"{WARNING_PREFIX}worker {os.getpid()} stops: the sweep that started it (pid "
+            f"{parent}) has ended; rerun the same command to resume its runs"
+        )
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="harness-parent-watch", daemon=True).start()

@@ -23,7 +23,8 @@ from typing import Any
 import pandas as pd
 
 import harness
-from harness import results
+from harness import layout, results
+from harness.errors import UsageError
 
 MANIFEST = "manifest.json"
 COMMAND = "python -m harness report"
@@ -134,15 +135,18 @@ PLOT_SIZE_TOLERANCE = 0.5
 empty or truncated plot, not a font change)."""
 
 
-def report_groups(root: Path) -> list[str]:
-    """Every ``<preset>/<dataset>`` directory under ``root``, as posix paths, sorted."""
-    return sorted(p.relative_to(root).as_posix() for p in Path(root).glob("*/*") if p.is_dir())
+def report_groups(root: Path, scope: str = "") -> list[str]:
+    """Every ``<preset>/<dataset>`` directory under ``root``, as posix paths, sorted; with
+    ``scope`` (``cpu`` or ``cpu/cifar10``, see :func:`harness.layout.scope`) those under it."""
+    groups = (p.relative_to(root).as_posix() for p in Path(root).glob("*/*") if p.is_dir())
+    return sorted(g for g in groups if layout.in_scope(g, scope))
 
 
-def compare_reports(committed: Path, regenerated: Path) -> list[str]:
-    """Every difference between two report trees, one line each ([] when they agree)."""
+def compare_reports(committed: Path, regenerated: Path, scope: str = "") -> list[str]:
+    """Every difference between two report trees, one line each ([] when they agree);
+    with ``scope``, only the committed groups under it (a ``--results`` subtree)."""
     committed, regenerated = Path(committed), Path(regenerated)
-    ours, theirs = report_groups(committed), report_groups(regenerated)
+    ours, theirs = report_groups(committed, scope), report_groups(regenerated)
     problems = [
         f"{committed / g}: no results behind it (regenerating wrote no {g}); "
         "commit its results or remove the report"
@@ -214,14 +218,34 @@ def check_reports(
     with ``reports_dir``; the differences ([] when ``reports_dir`` is current).
 
     Give ``results_dir`` as the committed reports were made (e.g. ``results``, from
-    the repository root): the manifests record it as given."""
+    the repository root): the manifests record it as given. A ``results_dir`` that is
+    one ``<preset>`` or ``<preset>/<dataset>`` of a results directory checks only those
+    reports. A ``results_dir`` without runs or a ``reports_dir`` without reports is a
+    UsageError: a check that compares nothing must not pass."""
     from harness.report import ReportFailed, write_reports
 
+    layout.check_results(Path(results_dir))
+    scope = layout.scope(Path(results_dir))
+    check_report_tree(Path(reports_dir), scope, results_dir)
     with tempfile.TemporaryDirectory(prefix="harness-report-check-") as tmp:
         problems = []
-        if results.run_dirs(results_dir):
-            try:
-                write_reports(Path(results_dir), Path(tmp), data_dir)
-            except ReportFailed as failed:
-                problems += [f"regenerating failed: {f}" for f in failed.failures]
-        return problems + compare_reports(Path(reports_dir), Path(tmp))
+        try:
+            write_reports(Path(results_dir), Path(tmp), data_dir)
+        except ReportFailed as failed:
+            problems += [f"regenerating failed: {f}" for f in failed.failures]
+        return problems + compare_reports(Path(reports_dir), Path(tmp), scope)
+
+
+def check_report_tree(reports_dir: Path, scope: str, results_dir: Path) -> None:
+    """Refuse (UsageError) a ``--out`` that is missing or holds no report to compare."""
+    where = f" under {scope}" if scope else ""
+    if not reports_dir.is_dir():
+        what = "not a directory" if reports_dir.exists() else "no such directory"
+    elif not report_groups(reports_dir, scope):
+        what = f"no reports there{where} (expected <preset>/<dataset>/, as `report` writes them)"
+    else:
+        return
+    raise UsageError(
+        f"--out {reports_dir}: {what}; nothing to compare with (to write them: "
+        f"`{COMMAND} --results {results_dir} --out {reports_dir}`)"
+    )

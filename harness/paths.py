@@ -13,6 +13,10 @@ from pathlib import Path
 from harness.errors import UsageError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RESULTS, REPORTS = "out/results", "out/reports"
+"""Where ``run`` writes runs and ``report`` reads them and writes reports, by default.
+``out/`` is ignored by git, so a user's sweeps never mix with the committed evidence
+(``results/``, ``reports/``), which is only written when named (``--results results``)."""
 TABLE_RELPATH = Path("nb201") / "nb201_table.csv"
 ENV_VAR = "HARNESS_DATA"
 

@@ -44,7 +44,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
-from harness import manifest, metrics, results
+from harness import layout, manifest, metrics, results
 from harness.errors import UsageError, first_line
 from harness.runs import ACCURACY_KEYS, by_selection, load_runs
 from harness.space import EDGES, OPS, Cell
@@ -92,9 +92,10 @@ def write_reports(
     A group that fails does not stop the others: they are written, then
     :class:`ReportFailed` names the failed groups."""
     results.check_writable(Path(out_dir), "--out")
+    layout.check_results(Path(results_dir))
     runs = load_runs(results_dir)
     if runs.empty:
-        raise UsageError(f"no runs under {results_dir}; run `python -m harness run` first")
+        raise UsageError(f"--results {results_dir}: none of its runs could be read (see above)")
     optimum = space_optimum(data_dir)
     published = load_published()
     unreadable = [
@@ -107,7 +108,7 @@ def write_reports(
         target = Path(out_dir) / str(preset) / str(dataset)
         try:
             skipped = _unreadable_in(unreadable, preset, dataset)
-            source = (shown_path(results_dir) / str(preset) / str(dataset)).as_posix()
+            source = shown_path(Path(group["path"].iloc[0]).parents[1]).as_posix()
             reference = optimum["version"] if optimum else None
             built_from = manifest.build_manifest(group, source, reference, skipped)
             written += report_group(group, target, optimum, published, skipped, built_from)

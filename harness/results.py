@@ -471,5 +471,9 @@ def stray_temporaries(directory: Path) -> list[Path]:
 
 # --- the runs of a results directory ---------------------------------------------
 def run_dirs(results: Path) -> list[Path]:
-    """Every ``<preset>/<dataset>/<method>/seed-<n>`` directory, sorted."""
-    return sorted(p for p in Path(results).glob("*/*/*/seed-*") if p.is_dir())
+    """Every ``<preset>/<dataset>/<method>/seed-<n>`` directory, sorted; ``results`` may
+    also be one ``<preset>`` or ``<preset>/<dataset>`` of a results directory
+    (:mod:`harness.layout`)."""
+    from harness import layout
+
+    return layout.run_dirs(results)

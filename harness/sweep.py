@@ -33,13 +33,18 @@ MAX_SEED_COUNT = 1000
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"5"`` → seeds 0..4; ``"0,3,7"`` → those seeds. Seeds are distinct, in
-    0..``MAX_SEED``; a count is at most ``MAX_SEED_COUNT``."""
+    """``"5"`` → seeds 0..4; ``"0,3,7"`` → those seeds (``"0,"`` is seed 0 alone). Seeds
+    are distinct, in 0..``MAX_SEED``; a count is 1..``MAX_SEED_COUNT``."""
     try:
         if "," in text:
             seeds = [int(part) for part in text.split(",") if part.strip()]
         else:
             count = int(text)
+            if count == 0:
+                raise UsageError(
+                    "--seeds 0: a count must be at least 1; to run seed 0 alone, give the "
+                    "one-seed list --seeds 0, (a trailing comma)"
+                )
             if count < 1:
                 raise ValueError
             if count > MAX_SEED_COUNT:
@@ -62,17 +67,32 @@ def seed_list(seeds: Sequence[int]) -> list[int]:
 
 
 def check_seeds(seeds: list[int], text: str) -> list[int]:
-    """Refuse no seed, a repeated seed, or one outside 0..``MAX_SEED``."""
+    """Refuse no seed, one outside 0..``MAX_SEED``, or one given twice (as a method given
+    twice is: a repeated name is more likely a typo than a wish)."""
     if not seeds:
         raise _bad_seeds(text)
-    if any(s < 0 or s > cfg.MAX_SEED for s in seeds) or len(set(seeds)) != len(seeds):
+    if any(s < 0 or s > cfg.MAX_SEED for s in seeds):
         raise UsageError(f"--seeds {text!r}: seeds must be distinct integers in 0..{cfg.MAX_SEED}")
+    twice = _repeated(seeds)
+    if twice is not None:
+        raise UsageError(f"--seeds {text!r}: seed {twice} is given twice; give each seed once")
     return seeds
+
+
+def _repeated(items: Sequence[Any]) -> Any:
+    """The first item that occurs twice, or None."""
+    seen: set[Any] = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
 
 
 def _bad_seeds(text: str) -> UsageError:
     return UsageError(
-        f"--seeds {text!r}: expected a count (e.g. 5 for seeds 0..4) or a list like 0,3,7"
+        f"--seeds {text!r}: expected a count (e.g. 5 for seeds 0..4) or a list like 0,3,7 "
+        "(0, for seed 0 alone)"
     )
 
 
@@ -82,16 +102,20 @@ def parse_methods(text: str) -> list[str]:
 
 
 def method_list(names: Iterable[str]) -> list[str]:
-    """Method names in the order given, each once (``darts, darts`` is one darts); each
-    must be registered."""
+    """Method names in the order given; each must be registered and given once
+    (``darts,darts`` is refused, as a repeated seed is)."""
     names = list(names)
     if not all(isinstance(name, str) for name in names):
         raise UsageError(f"--methods {names!r}: expected method names, e.g. darts,cdao")
-    names = list(dict.fromkeys(name.strip() for name in names if name.strip()))
+    names = [name.strip() for name in names if name.strip()]
     if not names:
         raise UsageError("--methods: give at least one method, e.g. --methods darts,cdao")
     for name in names:
         methods.method_class(name)
+    twice = _repeated(names)
+    if twice is not None:
+        shown = ",".join(names)
+        raise UsageError(f"--methods {shown}: {twice} is given twice; name each method once")
     return names
 
 

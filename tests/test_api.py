@@ -3,6 +3,7 @@ CLI's messages, and the commands that need no torch never importing it."""
 
 from __future__ import annotations
 
+import ast
 import inspect
 import json
 import math
@@ -19,6 +20,7 @@ import pytest
 
 import harness
 from harness import api, catalog, results
+from harness import config as cfg
 from harness.cli import main
 from harness.errors import RunFailed, UsageError
 
@@ -52,6 +54,16 @@ def test_import_and_lookup_do_not_import_torch() -> None:
     done = python(NO_TORCH)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_the_readme_shows_what_lookup_returns() -> None:
+    """Issue 32: the README's ``harness.lookup(1835)  # {'cifar10': {...}, ...}`` comment is
+    the call's value, not a rounding of it."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (line,) = [x for x in readme.splitlines() if x.startswith("harness.lookup(1835)")]
+    shown = re.search(r"# \{'cifar10': (\{[^}]*\})", line)
+    assert shown, line
+    assert ast.literal_eval(shown.group(1)) == harness.lookup(1835)["cifar10"]
 
 
 def imported_modules(stderr: str) -> set[str]:
@@ -141,6 +153,7 @@ SAME_AS_CLI = [
     ({"methods": "darts,nosuch"}, ["--methods", "darts,nosuch"]),
     ({"methods": []}, ["--methods", ","]),
     ({"seeds": [0, 0]}, ["--seeds", "0,0"]),
+    ({"methods": ["darts", "darts"]}, ["--methods", "darts,darts"]),
     ({"seeds": "two"}, ["--seeds", "two"]),
     ({"seeds": 0}, ["--seeds", "0"]),
     ({"seeds": 10**20}, ["--seeds", str(10**20)]),
@@ -182,6 +195,19 @@ def test_sweep_raises_the_cli_message_and_writes_nothing(
         harness.sweep(**arguments)
     assert f"harness: error: {raised.value}" == cli_message
     assert not where.exists()
+
+
+def test_a_refused_value_names_the_flag_from_the_api_and_the_cli(tmp_path: Path) -> None:
+    """Issue 32: ``epochs=0`` and ``epochs="abc"`` give one format, the flag's, as documented;
+    a value the user did not set (a preset's) is named without ``--set``."""
+    for value, message in ((0, "--set epochs=0: epochs must be"), ("abc", "--set epochs=abc: ")):
+        with pytest.raises(UsageError) as raised:
+            harness.search("darts", preset="smoke", results=tmp_path / "r", epochs=value)
+        assert str(raised.value).startswith(message), raised.value
+    refused = cfg.FieldRefused("epochs", "epochs=0: epochs must be an integer >= 1")
+    with pytest.raises(UsageError, match="^epochs=0: "), cfg.named_as_set({"C": "4"}):
+        raise refused
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize(

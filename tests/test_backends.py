@@ -202,3 +202,47 @@ def test_backend_options_are_checked(
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "address", "message"),
+    [
+        ("dask", "tcp://127.0.0.1:1", "cannot reach the Dask scheduler at tcp://127.0.0.1:1 ("),
+        ("ray", "127.0.0.1:1", "cannot reach the Ray cluster at 127.0.0.1:1 ("),
+        ("ray", "ray://127.0.0.1:1", "cannot reach the Ray cluster at ray://127.0.0.1:1 ("),
+    ],
+)
+def test_an_unreachable_cluster_is_one_line_before_any_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, address: str, message: str
+) -> None:
+    """Issue 32: a Dask address where nothing listens printed the plan, waited 30 s and
+    ended in a CommClosedError traceback (exit 1). Nothing listens on 127.0.0.1:1."""
+    argv = [*SWEEP, "--results", str(tmp_path / "results"), "--backend", name]
+    assert main([*argv, "--address", address]) == 2
+    out, err = capsys.readouterr()
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert "run(s)" not in out  # refused before the plan
+    assert not (tmp_path / "results").exists()
+
+
+def test_slurm_without_sbatch_is_one_line_before_any_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without Slurm the command printed the plan, then failed in submitit."""
+    monkeypatch.setattr(backends.shutil, "which", lambda name: None)
+    assert main([*SWEEP, "--results", str(tmp_path / "results"), "--backend", "slurm"]) == 2
+    out, err = capsys.readouterr()
+    assert "--backend slurm: cannot reach Slurm (no sbatch on the PATH)" in err, err
+    assert len(err.strip().splitlines()) == 1 and "run(s)" not in out
+    assert not (tmp_path / "results").exists()
+    monkeypatch.setattr(backends.shutil, "which", lambda name: f"/usr/bin/{name}")
+    backends.check(backends.Backend(name="slurm"))  # a login node passes
+
+
+def test_cluster_addresses_are_parsed_for_the_probe() -> None:
+    assert backends.host_port("tcp://10.0.0.5:8786", 8786) == ("10.0.0.5", 8786)
+    assert backends.host_port("head:6379", 6379) == ("head", 6379)
+    assert backends.host_port("ray://head", 6379) == ("head", backends.RAY_CLIENT_PORT)
+    assert backends.host_port("auto", 6379) is None
+    with pytest.raises(backends.UsageError, match="expected HOST:PORT"):
+        backends.host_port("tcp://head:port", 8786)

@@ -12,6 +12,7 @@ import torch
 
 from harness import backends, sweep
 from harness.cli import main
+from harness.errors import UsageError
 
 ALL_SKIP = (
     "|skip_connect~0|+|skip_connect~0|skip_connect~1|+"
@@ -47,12 +48,14 @@ BAD_INPUT = [
     (["run", "--methods", "nosuch"], "known methods: amended, beta_darts, cdao"),
     (["run", "--methods", ","], "at least one method"),
     (["run", "--seeds", "two"], "--seeds"),
-    (["run", "--seeds", "0,0"], "distinct"),
+    # issue 32: one rule for duplicates (refused), and seed 0 alone is named
+    (["run", "--seeds", "0,0"], "--seeds '0,0': seed 0 is given twice; give each seed once"),
+    (["run", "--methods", "darts, darts"], "--methods darts,darts: darts is given twice"),
+    (["run", "--seeds", "0"], "to run seed 0 alone, give the one-seed list --seeds 0,"),
     (["run", "--seeds", "-1,2"], "--seeds: expected one argument"),
     (["run", "--seeds=-1,2"], "seeds must be distinct integers in 0.."),
     (["run", "--jobs", "two"], "invalid int value"),
     (["run", "--bogus"], "unrecognized arguments: --bogus"),
-    (["run", "--seeds", "0"], "a count"),
     (["run", "--seeds", ","], "--seeds ',': expected a count"),
     (["run", "--set", "epoch=3"], "did you mean 'epochs'"),
     (["run", "--set", "nosuch=3"], "valid keys: "),
@@ -71,9 +74,9 @@ BAD_INPUT = [
     (["run", "--set", "method=cdao"], "use --methods"),
     (["run", "--set", "preset=ci"], "use --preset"),
     # issue 14: every field's range or choice, checked at plan time
-    (["run", "--set", "a_lr=nan"], "a_lr=nan: a_lr must be a finite number >= 0"),
+    (["run", "--set", "a_lr=nan"], "--set a_lr=nan: a_lr must be a finite number >= 0"),
     (["run", "--set", "w_lr=-1"], "w_lr=-1.0: w_lr must be a finite number > 0"),
-    (["run", "--set", "C=0"], "C=0: C must be an integer >= 1"),
+    (["run", "--set", "C=0"], "--set C=0: C must be an integer >= 1"),
     (["run", "--set", "N=0"], "N=0: N must be an integer >= 1"),
     (["run", "--set", "train_size=100000000"], "train_size must be an integer in 0..25000"),
     (["run", "--set", "valid_size=-1"], "valid_size=-1: valid_size must be an integer in 0..25000"),
@@ -85,16 +88,16 @@ BAD_INPUT = [
     (["run", "--set", "gap_eval_size=0"], "gap_eval_size=0: gap_eval_size must be an integer in 1"),
     (["run", "--set", "rank_eval_size=999"], "rank_eval_size must be at most gap_eval_size"),
     (["run", "--set", "w_momentum=1"], "w_momentum=1.0: w_momentum must be a finite number >= 0"),
-    (["run", "--set", "w_momentum=0"], "w_momentum=0: w_momentum must be > 0 with w_nesterov"),
+    (["run", "--set", "w_momentum=0"], "--set w_momentum=0: w_momentum must be > 0"),
     (
         ["run", "--set", "grad_clip=0"],
         "grad_clip=0.0: grad_clip must be a number (inf allowed) > 0",
     ),
     (["run", "--set", "dtype=float16"], "dtype='float16': dtype must be one of float32, float64"),
-    (["run", "--set", "dtype=float64", "--set", "bf16=1"], "bf16=true: bf16 must be false"),
+    (["run", "--set", "dtype=float64", "--set", "bf16=1"], "--set bf16=true: bf16 must be false"),
     (["run", "--set", "impl=fast"], "impl must be one of fused, reference"),
     (["run", "--set", "cdao.mu=0.1"], "cdao is not among the methods run (darts)"),
-    (["run", "--methods", "cdao", "--set", "cdao.mu=nan"], "cdao.mu=nan: cdao.mu must be a finite"),
+    (["run", "--methods", "cdao", "--set", "cdao.mu=nan"], "--set cdao.mu=nan: cdao.mu must be"),
     (["run", "--methods", "cdao", "--set", "cdao.lambda_max=2"], "cdao.lambda_max must be a"),
     (["run", "--methods", "da2s", "--set", "da2s.alpha_every=0"], "da2s.alpha_every must be an"),
     (["run", "--methods", "amended", "--set", "amended.hessian=exact"], "one of fd, autograd"),
@@ -114,6 +117,8 @@ BAD_INPUT = [
     (["lookup", "3.0"], "NB201 index 3.0 is not an integer: expected 0..15624"),
     (["check", "--tolerance", "gap_acc"], "argument --tolerance: 'gap_acc': expected METRIC=VALUE"),
     (["check", "--tolerance", "gap_acc=-1"], "with VALUE a number >= 0"),
+    # issue 32: refused before minutes of runs, not after
+    (["check", "--update", "--baseline", "{dir}"], "is a directory; give the JSON file"),
 ]
 
 
@@ -164,7 +169,7 @@ def test_bad_input_exits_2_and_writes_nothing(
 @pytest.mark.parametrize(
     ("device", "gpus", "message"),
     [
-        ("cuda", 0, "device='cuda': CUDA is not available on this machine"),
+        ("cuda", 0, "--set device='cuda': CUDA is not available on this machine"),
         ("cuda:0", 0, "CUDA is not available"),
         ("cuda:3", 2, "device='cuda:3': this machine has 2 CUDA device(s), cuda:0..cuda:1"),
     ],
@@ -196,12 +201,20 @@ def test_a_cuda_device_is_not_checked_here_for_a_cluster_backend() -> None:
     assert backends.runs_here(backends.Backend(name="slurm", slurm_executor="local"))
 
 
-def test_duplicated_methods_are_run_once_in_the_order_given(tmp_path: Path) -> None:
-    assert sweep.parse_methods("darts, darts") == ["darts"]
-    assert sweep.parse_methods("darts2,darts, darts2 ,darts") == ["darts2", "darts"]
-    jobs = sweep.plan(sweep.parse_methods("darts,darts"), [0, 1], "smoke", {}, tmp_path)
-    assert [(job.method, job.seed) for job in jobs] == [("darts", 0), ("darts", 1)]
-    assert len({job.directory for job in jobs}) == len(jobs)
+def test_a_trailing_comma_runs_one_seed_and_duplicates_are_refused_alike(tmp_path: Path) -> None:
+    """Issue 32: ``--seeds 0,`` is seed 0 alone; a method and a seed given twice get the
+    same rule (refused) through the CLI's parsers and the API's lists alike."""
+    assert sweep.parse_seeds("0,") == [0] and sweep.parse_seeds("3") == [0, 1, 2]
+    jobs = sweep.plan(sweep.parse_methods("darts2, darts"), [0], "smoke", {}, tmp_path)
+    assert [(job.method, job.seed) for job in jobs] == [("darts2", 0), ("darts", 0)]
+    for refused in (
+        lambda: sweep.parse_methods("darts2,darts,darts2"),
+        lambda: sweep.method_list(["darts", "darts"]),
+        lambda: sweep.parse_seeds("1,2,1"),
+        lambda: sweep.seed_list([4, 4]),
+    ):
+        with pytest.raises(UsageError, match="is given twice"):
+            refused()
 
 
 def test_help_shows_defaults_and_the_method_option_form(
@@ -209,7 +222,8 @@ def test_help_shows_defaults_and_the_method_option_form(
 ) -> None:
     assert _exit_code(["run", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    for default in ("(default: darts)", "(default: 1)", "(default: results)", "(default: local)"):
+    defaults = ("(default: darts)", "(default: 1)", "(default: out/results", "(default: local)")
+    for default in (*defaults, "0, is seed 0 alone"):
         assert default in text, default
     assert "METHOD.FIELD=VALUE" in text
     for command in ("lookup", "check", "report"):
@@ -251,3 +265,23 @@ def test_smoke_run_end_to_end(tmp_path: Path) -> None:
     final = json.loads((tmp_path / "smoke/cifar10/darts/seed-0/final.json").read_text())
     assert final["status"] == "finished"
     assert f"{final['nb201']['cifar10']['test']:.2f}" in done.stdout
+
+
+def test_report_warnings_are_one_plain_line_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 32: a corrupt ``final.json`` gave a raw ``UserWarning`` with its source line."""
+    from test_committed_reports import synthetic_run
+
+    for seed in (0, 1):
+        synthetic_run(tmp_path / "results", "darts", seed, 80.0 + seed)
+    (tmp_path / "results" / "smoke" / "cifar10" / "darts" / "seed-1" / "final.json").write_text(
+        "{garbled"
+    )
+    argv = ["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "out")]
+    assert main([*argv, "--data-dir", str(tmp_path / "no-table")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2, err  # the unreadable run, and no table for the optimum row
+    assert all(line.startswith("harness: warning: ") for line in err), err
+    assert "skipping unreadable run" in err[0] and "seed-1" in err[0]
+    assert err[1].startswith("harness: warning: no space-optimum row: ")

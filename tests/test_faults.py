@@ -298,6 +298,9 @@ def test_killed_parallel_sweep_leaves_no_worker_and_the_rerun_finishes(
         assert "Traceback" not in text, text
     else:
         assert code == -signal.SIGKILL, text
+        # issue 32: loky's resource tracker warned in several lines with a source line
+        assert "resource_tracker" not in text and "warnings.warn" not in text, text
+        assert text.count("harness: warning: worker ") == 2, text  # each says why it stops
 
     rerun = subprocess.run(
         parallel_command(results_dir), cwd=ROOT, env=environment(), capture_output=True
