@@ -41,6 +41,7 @@ Two general switches serve the sampling and partial-channel baselines, in both p
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -79,19 +80,32 @@ def _bn(x: Tensor, mean: Tensor | None, var: Tensor | None, training: bool) -> T
 
 
 def box_kernel(channels: int, like: Tensor) -> Tensor:
-    """Depthwise 3×3 all-ones kernel: a 3×3 sum per channel as one convolution."""
-    return torch.ones(channels, 1, 3, 3, dtype=like.dtype, device=like.device)
+    """Depthwise 3×3 all-ones kernel: a 3×3 sum per channel as one convolution (built
+    once per channels, dtype and device: no per-call fill, nothing to copy in a graph)."""
+    return _box_kernel(channels, like.dtype, like.device)
 
 
 def inverse_counts(height: int, width: int, like: Tensor) -> Tensor:
-    """[1, 1, H, W]: 1 / the number of in-image pixels under each 3×3 window."""
-    rows = torch.full((height,), 3.0, dtype=like.dtype, device=like.device)
-    cols = torch.full((width,), 3.0, dtype=like.dtype, device=like.device)
-    rows[0] -= 1
-    rows[-1] -= 1
-    cols[0] -= 1
-    cols[-1] -= 1
-    return (rows[:, None] * cols[None, :]).reciprocal().view(1, 1, height, width)
+    """[1, 1, H, W]: 1 / the number of in-image pixels under each 3×3 window (cached)."""
+    return _inverse_counts(height, width, like.dtype, like.device)
+
+
+@functools.cache
+def _box_kernel(channels: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    with torch.inference_mode(False), torch.no_grad():
+        return torch.ones(channels, 1, 3, 3, dtype=dtype, device=device)
+
+
+@functools.cache
+def _inverse_counts(height: int, width: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    with torch.inference_mode(False), torch.no_grad():
+        rows = torch.full((height,), 3.0, dtype=dtype, device=device)
+        cols = torch.full((width,), 3.0, dtype=dtype, device=device)
+        rows[0] -= 1
+        rows[-1] -= 1
+        cols[0] -= 1
+        cols[-1] -= 1
+        return (rows[:, None] * cols[None, :]).reciprocal().view(1, 1, height, width)
 
 
 def avg_pool3(x: Tensor) -> Tensor:
@@ -317,10 +331,13 @@ class SearchCell(nn.Module):
         return mean.clone(), var.clone()
 
     def _store_stats(self, kind: str, slots: list[int], mean: Tensor, var: Tensor) -> None:
+        """Write the updated running statistics back, row by row (no index tensor)."""
         c = self.op_channels
         with torch.no_grad():
-            getattr(self, f"{kind}_running_mean")[slots, :c] = mean.view(len(slots), c)
-            getattr(self, f"{kind}_running_var")[slots, :c] = var.view(len(slots), c)
+            for name, value in (("running_mean", mean), ("running_var", var)):
+                stored, rows = getattr(self, f"{kind}_{name}"), value.view(len(slots), c)
+                for row, slot in enumerate(slots):
+                    stored[slot, :c].copy_(rows[row])
 
     # ------------------------------------------------------------------ reference
     def _conv_op(self, x: Tensor, kind: str, edge: int) -> Tensor:
@@ -389,7 +406,9 @@ class SearchCell(nn.Module):
         if straight_through and active is None:
             raise ValueError("straight_through needs the active mask of the computed ops")
         on = _active_lists(active)
-        stored = weights[list(SLOT_EDGES)]  # α rows in storage order: slices per source
+        # α rows in storage order (slices per source), gathered with the device-resident
+        # row index: a Python-list index would copy it to the device on every call
+        stored = weights.index_select(0, self.edge_rows)
         partial: list[Tensor | None] = [None, None, None, None]
         bypass: list[Tensor | None] = [None, None, None, None]
         if straight_through:
@@ -488,10 +507,11 @@ class SearchCell(nn.Module):
 
 
 def _rows(tensor: Tensor, slots: list[int]) -> Tensor:
-    """``tensor[slots]``: a view when the slots are consecutive, else a gather."""
+    """``tensor[slots]``: a view when the slots are consecutive, else the rows stacked
+    (integer slices: no index tensor is built from the list, so no host-to-device copy)."""
     if slots == list(range(slots[0], slots[0] + len(slots))):
         return tensor[slots[0] : slots[0] + len(slots)]
-    return tensor[slots]
+    return torch.cat([tensor[s : s + 1] for s in slots])
 
 
 def _sum(terms: list[Tensor]) -> Tensor:
@@ -518,7 +538,7 @@ def _constant_terms(weights: Tensor, active: Tensor | None) -> list[Tensor | Non
     for k, (target, _) in enumerate(EDGES):
         off = [o for o in range(NUM_OPS) if not rows[k][o]]
         if off:
-            term = weights[k, off].sum()
+            term = _sum([weights[k, o] for o in off])  # integer selects: no index tensor
             totals[target] = term if totals[target] is None else totals[target] + term
     return totals
 

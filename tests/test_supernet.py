@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from harness import supernet
 from harness.space import EDGES
@@ -398,3 +399,44 @@ def test_straight_through_weights_keep_the_one_hot_value_and_reach_every_weight(
     torch.testing.assert_close(g_st[active], g_mask[active])
     with pytest.raises(ValueError, match="active mask"):
         fused(x, hard, None, straight_through=True)
+
+
+class _OpNames(TorchDispatchMode):
+    """Every ATen op dispatched inside the block, by name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        self.names.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("track", [False, True])
+def test_the_fused_forward_builds_no_index_and_no_constant_per_call(track: bool) -> None:
+    """On CUDA an index built from a Python list is a host-to-device copy and a stream
+    sync on every call, and illegal inside a CUDA graph capture; the avg-pool constants
+    rebuilt per call are launches for nothing. Dense, one-hot, masked and straight-through
+    forwards and their backwards (running statistics on and off) must use slices, integer
+    selects and the device-resident row index only, and build no constant once warm."""
+    torch.manual_seed(0)
+    model = SuperNet(C=4, N=1, track_running_stats=track).double()
+    x = torch.randn(4, 3, 8, 8, dtype=torch.double)
+    alpha = torch.randn(6, 5, dtype=torch.double, requires_grad=True)
+    onehot = F.one_hot(torch.tensor([3, 0, 2, 1, 4, 3]), 5).double()
+    mask = torch.tensor(
+        [[1, 0, 1, 0, 1], [0, 1, 0, 1, 0], [1, 1, 0, 0, 1], [0, 0, 1, 1, 0], [1, 0, 0, 1, 1]]
+        + [[0, 1, 1, 0, 0]]
+    ).bool()
+    on = onehot.bool()
+    model(x, alpha.softmax(-1)).sum().backward()  # warm: constants built once here
+    with _OpNames() as seen:
+        model(x, alpha.softmax(-1)).sum().backward()
+        model(x, onehot, on)
+        model(x, alpha.softmax(-1) * mask, mask).sum().backward()
+        model(x, alpha.softmax(-1), mask, straight_through=True).sum().backward()
+    forbidden = ("aten.index.Tensor", "aten.index_put", "aten.lift_fresh", "aten.full.")
+    found = sorted({n for n in seen.names if n.startswith(forbidden) or n == "aten.ones.default"})
+    assert found == []
+    assert "aten.index_select.default" in seen.names  # the row index is really used
