@@ -353,9 +353,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def check_reports(args: argparse.Namespace) -> int:
     """``report --check``: do the reports under --out regenerate from --results?"""
-    from harness import layout, manifest
+    from harness import committed, layout
 
-    problems = manifest.check_reports(Path(args.results), Path(args.out), args.data_dir)
+    problems = committed.check_reports(Path(args.results), Path(args.out), args.data_dir)
     for problem in problems:
         print(f"differs: {problem}")
     if problems:
@@ -365,7 +365,7 @@ def check_reports(args: argparse.Namespace) -> int:
             f"--out {args.out}` and commit the result"
         )
         return 1
-    groups = manifest.report_groups(Path(args.out), layout.scope(Path(args.results)))
+    groups = committed.report_groups(Path(args.out), layout.scope(Path(args.results)))
     print(f"ok: {len(groups)} report(s) under {args.out} regenerate from {args.results}")
     return 0
 

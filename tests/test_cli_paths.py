@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_committed_reports import synthetic_run
 
-from harness import layout, manifest, paths
+from harness import committed, layout, paths
 from harness.cli import build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def test_report_reads_a_preset_subtree_as_that_part_of_the_results(
     ``results/smoke/cifar10`` either way), and ``--check`` compares only that part."""
     for subtree in ("results/smoke", "results/smoke/cifar10"):
         assert quiet_main(["report", "--results", subtree, "--out", "again"]) == 0
-        assert manifest.compare_reports(Path("reports"), Path("again")) == []
+        assert committed.compare_reports(Path("reports"), Path("again")) == []
         shutil.rmtree("again")
     other = Path("reports") / "proxy" / "cifar10"  # a report the subtree does not cover
     shutil.copytree(Path("reports") / "smoke" / "cifar10", other)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import committed as report_check
 from harness import manifest, results
 from harness.cli import main
 from harness.report import write_reports
@@ -39,9 +40,9 @@ def test_committed_reports_regenerate_from_committed_results(
     root = committed_results(tmp_path)
     monkeypatch.chdir(root)  # the manifests record `results` as the committed command gave it
     reports = REPO / "reports"
-    if not manifest.report_groups(reports) and not results.run_dirs(Path("results")):
+    if not report_check.report_groups(reports) and not results.run_dirs(Path("results")):
         pytest.skip("no committed reports and no committed results: nothing to regenerate")
-    assert manifest.check_reports(Path("results"), reports, data_dir) == []
+    assert report_check.check_reports(Path("results"), reports, data_dir) == []
 
 
 def committed_results(target: Path) -> Path:
@@ -134,7 +135,7 @@ def test_regenerating_gives_the_same_bytes_for_every_file(tree: Path) -> None:
     assert {"alpha_darts.png", "alpha_da2s.pdf", "c10_test.pdf"} <= set(names)
     for name in names:  # PDFs too: no creation date, no library version
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
-    assert manifest.compare_reports(tree / "reports", tree / "again") == []
+    assert report_check.compare_reports(tree / "reports", tree / "again") == []
 
 
 def test_manifest_traces_the_numbers_to_their_runs(tree: Path) -> None:
@@ -187,7 +188,7 @@ def test_a_hand_edited_cell_is_caught(committed: Path, tree: Path, name: str, ol
     text = path.read_text(encoding="utf-8")
     assert text.count(old) >= 1, f"{old!r} not in {name}: the synthetic numbers changed"
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
-    problems = manifest.compare_reports(committed, tree / "again")
+    problems = report_check.compare_reports(committed, tree / "again")
     assert len(problems) == 1
     assert problems[0].startswith(f"{path}: line ") and new in problems[0], problems
 
@@ -196,10 +197,10 @@ def test_plots_are_compared_by_presence_and_size(committed: Path, tree: Path) ->
     group = committed / GROUP
     with (group / "c10_test.png").open("ab") as handle:  # a font change: a few bytes more
         handle.write(b"\0" * 64)
-    assert manifest.compare_reports(committed, tree / "again") == []
+    assert report_check.compare_reports(committed, tree / "again") == []
     (group / "gap_acc.pdf").write_bytes((group / "gap_acc.pdf").read_bytes()[:100])
     (group / "alpha_darts.png").unlink()
-    problems = manifest.compare_reports(committed, tree / "again")
+    problems = report_check.compare_reports(committed, tree / "again")
     assert [p.split(": ", 1)[0] for p in problems] == [
         str(group / "alpha_darts.png"),
         str(group / "gap_acc.pdf"),
@@ -212,14 +213,14 @@ def test_a_stale_file_and_a_report_without_results_are_caught(committed: Path, t
     orphan = committed / "proxy" / "cifar10"
     orphan.mkdir(parents=True)
     (orphan / "nb201.md").write_text("| darts | 93.00 |\n")
-    problems = manifest.compare_reports(committed, tree / "again")
+    problems = report_check.compare_reports(committed, tree / "again")
     assert problems == [
         f"{orphan}: no results behind it (regenerating wrote no proxy/cifar10); "
         "commit its results or remove the report",
         f"{committed / GROUP / 'alpha_rdarts.png'}: not written by a regeneration (stale)",
     ]
     shutil.rmtree(committed / "smoke")
-    problems = manifest.compare_reports(committed, tree / "again")
+    problems = report_check.compare_reports(committed, tree / "again")
     assert any(
         p.startswith(f"{committed / GROUP}: missing, but the results give one") for p in problems
     )
