@@ -741,7 +741,8 @@ def summary_table(frame: pd.DataFrame) -> Table:
     )
     notes = [
         "Mean [95% t-interval of the mean] over the finished seeds (n = Seeds; one seed: the "
-        "value alone; intervals clipped to the possible range). Accuracies: NB201 test (%) of the derived cells; gap: continuous minus "
+        "value alone; intervals clipped to the possible range). Accuracies: NB201 test (%) "
+        "of the derived cells; gap: continuous minus "
         "one-hot supernet accuracy; edges right and α-τ: the discretization judged by the "
         "table; one-shot τ: the supernet's ranking of sampled cells; split-half τ: that "
         "score's own reproducibility. Definitions below and in docs/reports.md.",
