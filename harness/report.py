@@ -302,7 +302,7 @@ def write_group(
         table.notes = flagged + list(notes or []) + table.notes
     source = manifest.summary(built_from) if built_from else ""
     written = [path for table in [*tables, all_pairs] for path in write_table(table, out, source)]
-    plots = write_plots(frame, out, published)
+    plots = write_plots(frame, out)
     written += plots
     written.append(write_index(frame, tables, plots, out, warnings_ or [], built_from))
     if built_from is not None:
@@ -1318,9 +1318,7 @@ def plot_seeds(frame: pd.DataFrame, published: pd.DataFrame, stem: Path, preset:
     return save_figure(figure, stem)
 
 
-def write_plots(
-    frame: pd.DataFrame, out: Path, published: pd.DataFrame | None = None
-) -> list[Path]:
+def write_plots(frame: pd.DataFrame, out: Path) -> list[Path]:
     """Every plot there is data for (none of the trajectories without a finished run);
     rows that read another row's supernets (:func:`supernet_twins`) get no trajectory,
     α or ranking panels of their own, since theirs would repeat that row's."""
@@ -1341,8 +1339,7 @@ def write_plots(
             paths += plot_alpha(str(method), alpha, len(group), stem, preset)
     paths += plot_ranking(own, out / "ranking", preset)
     if (frame["status"] == "finished").any():
-        shown = published if published is not None else load_published()
-        paths += plot_seeds(frame, shown, out / "c10_seeds", preset)
+        paths += plot_seeds(frame, load_published(), out / "c10_seeds", preset)
     return paths
 
 
