@@ -3,13 +3,18 @@
 For every (preset, search dataset) under ``results/`` this writes, to
 ``<out>/<preset>/<dataset>/``:
 
+* ``summary``: the leading table, one row per method and selection, each mean with
+  its 95 % interval;
 * ``nb201``: the NAS-Bench-201 paper table (valid/test on three datasets, mean ±
-  std over seeds, search cost) with reference rows: the space optimum from the
-  benchmark table and published numbers (``harness/data/published_nb201.csv``),
+  std [interval] over seeds, search cost) with reference rows: the space optimum from
+  the benchmark table and published numbers (``harness/data/published_nb201.csv``),
   marked as not run here;
 * ``harness``: what this harness adds (discretization gap, α distance, collapse
   rates, cross-seed agreement, ranking correlation, trajectory stability);
-* ``pairwise``: two-sided Mann-Whitney U between methods on C10 test and gap_acc;
+* ``discretization``: each run's α and cell judged by the table
+  (:mod:`harness.discretization`); ``runs``: one row per run;
+* ``comparisons`` (against ``darts``) and ``pairwise`` (every pair): exact paired or
+  unpaired tests with Holm-adjusted p and effect sizes (:mod:`harness.inference`);
 * each as Markdown, LaTeX (booktabs) and CSV (numbers, mean and std apart), plus
   plots (PNG and PDF), a ``report.md`` that gathers them and a ``manifest.json`` that
   says which runs they were built from (:mod:`harness.manifest`).
