@@ -1281,43 +1281,35 @@ def stats_rank(values: Sequence[float]) -> np.ndarray:
 
 def plot_seeds(frame: pd.DataFrame, published: pd.DataFrame, stem: Path, preset: str) -> list[Path]:
     """Each row's C10 test accuracy per seed (dots), its mean with the 95 % t-interval
-    (bar; none from one seed), and the published rows' C10 test means as markers."""
+    (bar, clipped to 0–100; none from one seed), and below a rule the published rows'
+    C10 test means as markers. One line per row, so long labels stay readable."""
     finished = frame[frame["status"] == "finished"]
     methods = sorted(finished["method"].unique())
-    marks = (
-        published.dropna(subset=["c10_test_mean"])
-        if "c10_test_mean" in published
-        else published.iloc[:0]
-    )
-    figure = Figure(figsize=(max(5.0, 0.55 * (len(methods) + len(marks)) + 1.5), 4.2))
+    marks = published.dropna(subset=["c10_test_mean"])
+    labels = [*methods, *(f"{m} (published)" for m in marks["method"])]
+    figure = Figure(figsize=(7.5, 0.22 * len(labels) + 1.2))
     ax = figure.subplots()
-    for x, method in enumerate(methods):
+    for y, method in enumerate(methods):
         values = finished.loc[finished["method"] == method, "c10_test"].dropna().astype(float)
-        ax.scatter(np.full(len(values), x), values, s=10, color="0.45", zorder=3)
+        ax.scatter(values, np.full(len(values), y), s=10, color="0.45", zorder=3)
         low, high = inference.t_interval(values.tolist())
         if not _missing(low):
-            ax.errorbar(
-                x + 0.15,
-                values.mean(),
-                yerr=[[values.mean() - low], [high - values.mean()]],
-                fmt="o",
-                color="C0",
-                markersize=4,
-                capsize=3,
-                zorder=4,
-            )
-    for offset, record in enumerate(marks.to_dict("records")):
-        ax.scatter(
-            len(methods) + offset, record["c10_test_mean"], marker="D", color="C3", s=18, zorder=4
-        )
-    labels = [*methods, *(f"{m} (published)" for m in marks["method"])]
-    ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("NB201 C10 test of the derived cell (%)", fontsize=8)
-    ax.grid(alpha=0.3, axis="y")
+            mean = values.mean()
+            low, high = max(low, PERCENT[0]), min(high, PERCENT[1])
+            bar = [[mean - low], [high - mean]]
+            ax.errorbar(mean, y, xerr=bar, fmt="o", color="C0", markersize=4, capsize=3, zorder=4)
+    for offset, value in enumerate(marks["c10_test_mean"]):
+        ax.scatter(value, len(methods) + offset, marker="D", color="C3", s=16, zorder=4)
+    if len(marks):
+        ax.axhline(len(methods) - 0.5, color="0.3", linewidth=0.8)
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("NB201 C10 test of the derived cell (%)", fontsize=8)
+    ax.grid(alpha=0.3, axis="x")
     ax.set_title(
-        f"preset {preset}: each seed (grey), mean with 95% t-interval (blue), "
-        "published rows (red, not run here)",
+        f"preset {preset}: each seed (grey), mean with 95% t-interval (blue);\n"
+        "published rows (red, not run here, their own protocols)",
         fontsize=8,
     )
     return save_figure(figure, stem)
