@@ -274,8 +274,9 @@ def _given(flag: str, value: PathLike | None) -> str | None:
 
 # --- reading results ------------------------------------------------------------------------
 def load_runs(results: PathLike = RESULTS) -> pd.DataFrame:
-    """Every run under ``results``, one row each (finished, diverged, failed or
-    unfinished), with the columns the report uses (``docs/api.md`` lists them).
+    """Every run under ``results``, one row per run and selection (finished, diverged,
+    failed or unfinished), with the columns the report uses (``docs/api.md`` lists them):
+    a ``select=pt`` run is two rows, ``select`` ``argmax`` and ``pt``, as in the report.
 
     Unreadable runs are skipped with a warning and listed in
     ``frame.attrs["unreadable"]``. An empty directory gives an empty frame.
@@ -284,7 +285,7 @@ def load_runs(results: PathLike = RESULTS) -> pd.DataFrame:
     from harness import runs
 
     frame = runs.load_runs(_results_dir(results))
-    return frame if frame.empty else reports.add_run_statistics(frame)
+    return frame if frame.empty else reports.add_run_statistics(runs.by_selection(frame))
 
 
 def load_epochs(results: PathLike = RESULTS) -> pd.DataFrame:

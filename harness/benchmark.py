@@ -360,3 +360,23 @@ def _plain(value: Any) -> Any:
 
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
+
+
+# --- the benchmark's own training noise ---------------------------------------------
+PERSEED_NAME = "nb201_perseed_200ep.csv"
+"""Per-seed 200-epoch accuracies beside the table (the data directory's README)."""
+
+
+def seed_spread(data_dir: Path | str | None = None) -> pd.DataFrame | None:
+    """Per NB201 index: how many training seeds the benchmark has (``n``) and the
+    sample std of their CIFAR-10 valid accuracy (``std``, NaN for one seed); None where
+    the data directory has no per-seed file (a report then shows no spread)."""
+    try:
+        path = find_data_dir(data_dir) / TABLE_RELPATH.parent / PERSEED_NAME
+    except UsageError:
+        return None
+    if not path.is_file():
+        return None
+    frame = pd.read_csv(path, usecols=["index", "cifar10_valid_acc"])
+    grouped = frame.groupby("index")["cifar10_valid_acc"]
+    return pd.DataFrame({"n": grouped.count(), "std": grouped.std(ddof=1)})

@@ -24,6 +24,9 @@ ACCURACY_KEYS = {
     ("imagenet16", "test"): "in16_test",
 }
 """NB201 (dataset, split) → the short column name used in frames and reports."""
+POST_SEARCH = ("select",)
+"""Config fields applied after the search (to the trained supernet): each is a column of
+:func:`load_runs`, and rows that differ only in them read the same supernets."""
 
 
 def load_runs(results_dir: Path) -> pd.DataFrame:
@@ -35,6 +38,8 @@ def load_runs(results_dir: Path) -> pd.DataFrame:
     ``ranking_cells`` the scored sample. A run that cannot be read is skipped
     with a warning naming it, so one corrupt file never hides the others; the
     skipped ones are listed in ``frame.attrs["unreadable"]`` (path, reason).
+    Each :data:`POST_SEARCH` field is a column (``select``: the selection of the
+    row's cell); :func:`by_selection` gives a row per recorded selection.
     """
     rows, unreadable = [], []
     for directory in results.run_dirs(results_dir):
@@ -53,6 +58,13 @@ def load_runs(results_dir: Path) -> pd.DataFrame:
     return frame
 
 
+def _post_search(config: Any) -> dict[str, Any]:
+    """The :data:`POST_SEARCH` fields of a recorded config (an older run reads as its
+    old behaviour); None where the run recorded no config."""
+    flat = results.flat_recorded(config) if isinstance(config, dict) else {}
+    return {field: flat.get(field) for field in POST_SEARCH}
+
+
 def _load_run(directory: Path) -> dict[str, Any]:
     preset, dataset, method, seed_dir = directory.parts[-4:]
     row: dict[str, Any] = {
@@ -67,7 +79,7 @@ def _load_run(directory: Path) -> dict[str, Any]:
         row.update(_final_columns(final))
         row["epochs"] = results.load_epochs(directory, final)
         row["config"] = final["config"]
-        return row
+        return {**row, **_post_search(row["config"])}
     if (directory / results.FAILED).is_file():
         failed = results.read_json(directory / results.FAILED)
         row.update(status="failed", reason=failed["reason"], config=failed.get("config"))
@@ -75,7 +87,7 @@ def _load_run(directory: Path) -> dict[str, Any]:
         row.update(status="unfinished", reason="no final.json (killed or still running)")
         row["config"] = _recorded_config(directory)
     row["epochs"] = results.read_jsonl(directory / results.EPOCHS)
-    return row
+    return {**row, **_post_search(row["config"])}
 
 
 def _recorded_config(directory: Path) -> dict[str, Any] | None:
@@ -108,7 +120,9 @@ def _final_columns(final: dict[str, Any]) -> dict[str, Any]:
             row[f"rank_{key}"] = _number(value)
     for key, value in (ranking.get("test") or {}).items():
         row[f"rank_test_{key}"] = _number(value)
-    row["rank_split_half_tau"] = _number((ranking.get("split_half") or {}).get("kendall_tau"))
+    split_half = ranking.get("split_half") or {}
+    row["rank_split_half_tau"] = _number(split_half.get("kendall_tau"))
+    row["rank_split_half_reason"] = split_half.get("reason")
     row["ranking_cells"] = ranking.get("cells")
     return row
 
@@ -134,7 +148,7 @@ def by_selection(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         for name, chosen in found.items():
             config = {**row["config"], "select": name}
-            rows.append({**row, **_cell_columns(chosen), "config": config})
+            rows.append({**row, **_cell_columns(chosen), "config": config, "select": name})
     expanded = pd.DataFrame(rows, columns=frame.columns)
     expanded.attrs = dict(frame.attrs)
     return expanded

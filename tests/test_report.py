@@ -64,6 +64,16 @@ def test_report_files_exist(report_dir: Path) -> None:
     assert "![ranking](ranking.png)" in (report_dir / "report.md").read_text()
 
 
+def test_the_smoke_report_says_it_is_at_test_fixture_scale(report_dir: Path) -> None:
+    """Issue 29: the smoke preset ranks 20 cells on 128 images; the page says so and marks
+    the τ over 20 (and, for top-20 %, 4) cells as below a meaningful size."""
+    page = (report_dir / "report.md").read_text()
+    resolution = page[page.index("**What this preset measures on**") : page.index("### Summary")]
+    assert "the gap: 128 images" in resolution and "20 cells on 128 images" in resolution
+    assert "a τ over 4 cells; **below a meaningful size**" in resolution
+    assert "split-half τ: none (needs >= 2 eval batches)" in resolution
+
+
 def test_tables_hold_methods_and_reference_rows(report_dir: Path) -> None:
     markdown = (report_dir / "nb201.md").read_text()
     latex = (report_dir / "nb201.tex").read_text()
@@ -87,7 +97,7 @@ def test_tables_hold_methods_and_reference_rows(report_dir: Path) -> None:
     harness_md = (report_dir / "harness.md").read_text()
     assert "Kendall τ" in harness_md and "| darts |" in harness_md
     pairwise = pd.read_csv(report_dir / "pairwise.csv")
-    assert set(pairwise["metric"]) == {"c10_test", "gap_acc"}
+    assert set(pairwise["metric"]) == {"c10_test", "gap_acc", "alpha_tau"}
     assert (pairwise[["n_a", "n_b"]] == 2).all().all()
 
 
