@@ -48,7 +48,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from harness import discretization, inference, layout, manifest, metrics, results
+from harness import discretization, inference, layout, manifest, metrics, results, scorecard
 from harness.benchmark import Benchmark, seed_spread
 from harness.errors import UsageError, first_line
 from harness.runs import ACCURACY_KEYS, by_selection, load_runs
@@ -310,10 +310,18 @@ def write_group(
     written = [path for table in [*tables, all_pairs] for path in write_table(table, out, source)]
     plots = write_plots(frame, out)
     written += plots
-    written.append(write_index(frame, tables, plots, out, warnings_ or [], built_from))
+    findings = scorecard_section(frame, published)
+    index = write_index(frame, tables, plots, out, warnings_ or [], built_from, findings)
+    written.append(index)
     if built_from is not None:
         written.append(manifest.write_manifest(out, built_from, written))
     return written
+
+
+def scorecard_section(frame: pd.DataFrame, published: pd.DataFrame) -> str:
+    """The "Published findings at this scale" section of one (preset, dataset)'s page."""
+    preset = str(frame["preset"].iloc[0]) if not frame.empty else ""
+    return scorecard.markdown(scorecard.scorecard(frame, published, preset), preset)
 
 
 # --- inputs --------------------------------------------------------------------------
@@ -1540,9 +1548,12 @@ def write_index(
     out: Path,
     warnings_: list[str] | None = None,
     built_from: dict[str, Any] | None = None,
+    findings: str = "",
 ) -> Path:
     """``report.md``: provenance, the preset's resolution, warnings, the summary and its
-    plain reading, then the other tables (the all-pairs tests: ``pairwise.md``) and plots."""
+    plain reading, the published findings judged on this sweep (``findings``, see
+    :mod:`harness.scorecard`), then the other tables (the all-pairs tests:
+    ``pairwise.md``) and plots."""
     lines = ["# Report", "", *_provenance_lines(frame, built_from), ""]
     resolution = resolution_lines(frame)
     if resolution:
@@ -1557,6 +1568,8 @@ def write_index(
     if "comparisons" in named:
         reading = reading_lines(frame, named["comparisons"])
         lines += ["**Reading**", "", *reading, ""] if reading else []
+    if findings:
+        lines += [findings]
     for table in tables[1:]:
         lines += [to_markdown(table), ""]
     lines += ["The tests between every pair of rows: [pairwise.md](pairwise.md).", ""]
