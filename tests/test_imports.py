@@ -1,7 +1,8 @@
 """The package's modules import one another in one direction: no cycle among them.
 
-Only imports at module level count (those run on import; a function's own imports and
-``if TYPE_CHECKING:`` blocks do not). The methods registry (``harness.methods``, whose
+Imports at module level and inside functions both count: an import put into a function
+to dodge a cycle is still a cycle in the design. Only ``if TYPE_CHECKING:`` blocks (type
+hints, never run) are left out. The methods registry (``harness.methods``, whose
 ``__init__`` imports each method's module, which registers itself through it) is set aside.
 """
 
@@ -21,24 +22,28 @@ def modules() -> dict[str, Path]:
     return {path.stem: path for path in sorted(PACKAGE.glob("*.py")) if path.stem != "__init__"}
 
 
-def _top_level(body: list[ast.stmt]) -> list[ast.stmt]:
-    """Statements run on import: the body, into ``if``/``try`` blocks, bar TYPE_CHECKING."""
-    found: list[ast.stmt] = []
+def _statements(body: list[ast.stmt]) -> list[ast.AST]:
+    """Every node that may run: the body and everything nested in it (functions, classes,
+    ``if``/``try`` blocks), bar the bodies of ``if TYPE_CHECKING:``."""
+    found: list[ast.AST] = []
     for node in body:
-        if isinstance(node, ast.If):
-            if "TYPE_CHECKING" not in ast.unparse(node.test):
-                found += _top_level(node.body) + _top_level(node.orelse)
-        elif isinstance(node, ast.Try):
-            found += _top_level(node.body) + _top_level(node.orelse) + _top_level(node.finalbody)
-        else:
-            found.append(node)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            found += _statements(node.orelse)
+            continue
+        found.append(node)
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.stmt):
+                found += _statements([child])
+            else:
+                found += [n for n in ast.walk(child) if isinstance(n, ast.stmt)]
     return found
 
 
 def imported(path: Path, names: set[str]) -> set[str]:
-    """The package modules (of ``names``) that ``path`` imports at module level."""
+    """The package modules (of ``names``) that ``path`` imports, at module level or in a
+    function."""
     targets: set[str] = set()
-    for node in _top_level(ast.parse(path.read_text(encoding="utf-8")).body):
+    for node in _statements(ast.parse(path.read_text(encoding="utf-8")).body):
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             parts = node.module.split(".")
             if parts[0] != "harness":
@@ -84,6 +89,17 @@ def test_no_import_cycle_inside_the_package() -> None:
 
 def test_the_walk_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def test_an_import_inside_a_function_counts(tmp_path: Path) -> None:
+    """The manifest ↔ report cycle was a function-level import; a TYPE_CHECKING one is not."""
+    module = tmp_path / "m.py"
+    module.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from harness import search\n"
+        "def f():\n    if True:\n        from harness.report import write_reports\n"
+    )
+    assert imported(module, {"report", "search"}) == {"report"}
 
 
 def test_search_keeps_only_the_loop() -> None:
