@@ -124,3 +124,18 @@ def test_a_run_recorded_before_a_field_existed_holds_its_old_behaviour() -> None
     del older["resolution"]  # a run from before resolution existed was 32 × 32
     assert results.differing(older, today) == ["resolution"]
     assert results.differing(older, {**today, "resolution": 32}) == []
+
+
+def test_a_pt_run_from_before_issue_30_reads_as_the_old_pt_and_the_nb201_split() -> None:
+    """A config.json without split / pt_tune / pt_alpha / pt_eval was NB201's split and
+    the harness's first DARTS-PT (equal intervals, frozen α, gap images): the new
+    defaults differ from it, and setting the old values matches it."""
+    from harness import results
+
+    today = dataclasses.asdict(cfg.resolve("cpu", "darts", {"select": "pt"}, None))
+    new_fields = ("split", "pt_tune", "pt_alpha", "pt_eval")
+    before = {k: v for k, v in today.items() if k not in new_fields}
+    assert results.differing(before, today) == ["pt_alpha", "pt_eval", "pt_tune"]
+    old = {"pt_tune": "search", "pt_alpha": "frozen", "pt_eval": "gap", "split": "nb201"}
+    assert results.differing(before, {**today, **old}) == []
+    assert results.differing(before, {**today, **old, "split": "halves"}) == ["split"]
