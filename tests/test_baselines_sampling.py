@@ -382,6 +382,19 @@ def test_paper_protocols_apply_under_the_paper_preset_only(name: str) -> None:
     assert smoke.track_running_stats is False
 
 
+def test_the_original_pc_darts_protocol_is_a_valid_set_line() -> None:
+    """docs/methods.md's `--set` line for PC-DARTS's own protocol resolves as written."""
+    from harness.config import resolve
+
+    line = "epochs=50 batch_size=256 w_lr=0.1 w_lr_min=0 w_weight_decay=3e-4"
+    line += " w_nesterov=false a_lr=6e-4 warmup_epochs=15 split=halves"
+    overrides = dict(item.split("=") for item in line.split())
+    config = resolve("paper", "pcdarts", overrides, method_class("pcdarts").Options)
+    assert (config.epochs, config.batch_size, config.warmup_epochs) == (50, 256, 15)
+    assert (config.a_lr, config.w_lr, config.w_lr_min, config.split) == (6e-4, 0.1, 0, "halves")
+    assert config.track_running_stats is True  # still DrNAS's lineage-2 BN under paper
+
+
 def test_gdas_weight_step_leaves_unsampled_conv_rows_and_their_momentum_alone() -> None:
     """AutoDL's SGD skips the modules of ops not sampled (no gradient): no weight decay,
     no momentum for them; ours restores those rows of the stacked kernels."""
