@@ -188,11 +188,12 @@ def pt_select(
     return result
 
 
+@dataclass
 class ProjectedContext(StepContext):
-    """The step context of PT's fine-tuning: every loss sees the decided edges one-hot
-    (the code's ``get_projected_weights`` inside its forward), α's own step included."""
+    """The step context of PT's fine-tuning: every loss sees the ``decided`` edges
+    one-hot (the code's ``get_projected_weights`` inside its forward), α's step included."""
 
-    decided: dict[int, int]
+    decided: dict[int, int] = field(default_factory=dict)
 
     def loss(
         self,
@@ -241,8 +242,8 @@ class _Tuning:
             self.steps_per_epoch,
             config.epochs,
             bf16=self.state.bf16,
+            decided=decided,
         )
-        ctx.decided = decided
         self.state.method.arch_step(ctx, train, valid)
 
     def _weight_step(self, weights: Tensor, batch: tuple[Tensor, Tensor]) -> None:

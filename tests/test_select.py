@@ -187,8 +187,8 @@ def test_pt_optimizer_is_the_codes_or_the_searchs() -> None:
 def test_alpha_step_under_projection_has_no_gradient_on_decided_edges() -> None:
     method = make()
     state = tiny_state(method)
-    ctx = select.ProjectedContext(state.model, state.w_optimizer, 9, 0, 3, 10)
-    ctx.decided = {1: CONV3, 4: 0}
+    decided = {1: CONV3, 4: 0}
+    ctx = select.ProjectedContext(state.model, state.w_optimizer, 9, 0, 3, 10, decided=decided)
     batch = next(state.data.valid.epoch_batches(0))
     grad = torch.autograd.grad(ctx.loss(batch, method.edge_weights()), method.alpha)[0]
     assert (grad[[1, 4]] == 0).all() and (grad[[0, 2, 3, 5]] != 0).any(dim=-1).all()
