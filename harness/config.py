@@ -172,6 +172,11 @@ that reproduces it (and one that would not is told apart: a field whose new defa
 changes behaviour names the old behaviour here, not the new default)."""
 
 
+BEFORE_OPTION: dict[str, dict[str, Any]] = {"gdas": {"hold_unsampled": True}}
+""":data:`BEFORE_FIELD` for method options: per method, what a run recorded before an
+option existed did (``gdas.hold_unsampled`` arrived with issue 30; the old runs held)."""
+
+
 def default_preset(cuda_available: bool) -> str:
     return "paper" if cuda_available else "proxy"
 

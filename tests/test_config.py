@@ -139,3 +139,18 @@ def test_a_pt_run_from_before_issue_30_reads_as_the_old_pt_and_the_nb201_split()
     old = {"pt_tune": "search", "pt_alpha": "frozen", "pt_eval": "gap", "split": "nb201"}
     assert results.differing(before, {**today, **old}) == []
     assert results.differing(before, {**today, **old, "split": "halves"}) == ["split"]
+
+
+def test_a_gdas_run_from_before_hold_unsampled_reads_as_holding_the_rows() -> None:
+    """A gdas config.json without ``hold_unsampled`` ran as ``true`` (BEFORE_OPTION)."""
+    from harness import results
+    from harness.methods import method_class
+
+    today = dataclasses.asdict(cfg.resolve("cpu", "gdas", {}, method_class("gdas").Options))
+    before = {**today, "method_options": dict(today["method_options"])}
+    del before["method_options"]["hold_unsampled"]
+    assert results.differing(before, today) == []
+    off = {**today, "method_options": {**today["method_options"], "hold_unsampled": False}}
+    assert results.differing(before, off) == ["method_options.hold_unsampled"]
+    darts = dataclasses.asdict(cfg.resolve("cpu", "darts", {}, None))
+    assert results.differing(darts, darts) == []  # other methods get no gdas option
