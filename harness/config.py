@@ -56,7 +56,8 @@ class Config:
     a_beta2: float = 0.999
     a_weight_decay: float = 1e-3
     a_init_std: float = 1e-3
-    track_running_stats: bool = False  # candidate-op BN: batch statistics always
+    track_running_stats: bool = False  # BN: batch statistics always (True: running, lineage 2)
+    split: str = "nb201"  # search-train/valid halves: NB201's split file, or "halves" (lineage 2)
     # measurement
     gap_eval_size: int = 1024  # fixed subset of search-valid for the discretization gap
     gap_eval_batch: int = 256
@@ -65,6 +66,9 @@ class Config:
     # selection: how the final cell is read from the trained supernet (harness/select.py)
     select: str = "argmax"  # "argmax" (Method.derive) or "pt" (DARTS-PT perturbation)
     pt_tune_frac: float = 0.05  # DARTS-PT fine-tuning per decision, as a fraction of epochs
+    pt_tune: str = "code"  # "code": intervals 5,5,5,5,4 and SGD wd 3e-4, no Nesterov; "search"
+    pt_alpha: str = "step"  # DARTS-PT fine-tuning also steps α ("step", the code) or "frozen"
+    pt_eval: str = "valid"  # DARTS-PT scores on all search-valid ("valid") or the gap images
     rank_precision: str = "float32"  # or bfloat16 / auto (bf16 where native): opt-in speed
     # execution
     impl: str = "fused"  # "fused" or "reference" supernet
@@ -156,6 +160,10 @@ BEFORE_FIELD: dict[str, Any] = {
     "warmup_epochs": 0,
     "select": "argmax",
     "pt_tune_frac": 0.05,
+    "pt_tune": "search",
+    "pt_alpha": "frozen",
+    "pt_eval": "gap",
+    "split": "nb201",
     "rank_precision": "float32",
     "cuda_graphs": False,
 }
@@ -163,6 +171,11 @@ BEFORE_FIELD: dict[str, Any] = {
 without the field is read with this value, so an older run still matches the config
 that reproduces it (and one that would not is told apart: a field whose new default
 changes behaviour names the old behaviour here, not the new default)."""
+
+
+BEFORE_OPTION: dict[str, dict[str, Any]] = {"gdas": {"hold_unsampled": True}}
+""":data:`BEFORE_FIELD` for method options: per method, what a run recorded before an
+option existed did (``gdas.hold_unsampled`` arrived with issue 30; the old runs held)."""
 
 
 def default_preset(cuda_available: bool) -> str:
@@ -271,12 +284,16 @@ RULES: dict[str, Rule] = {
     "a_weight_decay": real(0),
     "a_init_std": real(0),
     "track_running_stats": BOOL,
+    "split": one_of("nb201", "halves"),
     "gap_eval_size": integer(1, SEARCH_SPLIT_SIZE),
     "gap_eval_batch": integer(1),
     "rank_samples": integer(0, note="0 = no ranking"),
     "rank_eval_size": integer(0, SEARCH_SPLIT_SIZE, "0 = the whole gap eval subset"),
     "select": one_of("argmax", "pt"),
     "pt_tune_frac": real(0, note="fine-tuning per DARTS-PT decision, as a fraction of epochs"),
+    "pt_tune": one_of("code", "search"),
+    "pt_alpha": one_of("step", "frozen"),
+    "pt_eval": one_of("valid", "gap"),
     "rank_precision": one_of("auto", "float32", "bfloat16"),
     "impl": one_of("fused", "reference"),
     "device": DEVICE,

@@ -635,6 +635,23 @@ def pooled_split(
     return np.concatenate([train_idx, valid_idx[n_valid:]]), valid_idx[:n_valid]
 
 
+HALVES_SPLIT = "cifar10_halves"
+"""The lineage-2 search split (DrNAS, SmoothDARTS, β-DARTS, darts-pt NB201 code): the
+first and the last 25k images of the CIFAR-10 training set, in file order."""
+
+
+def halves_split() -> dict[str, np.ndarray]:
+    """:data:`HALVES_SPLIT`'s indices: ``indices[:25000]`` trains w, ``indices[25000:]`` α."""
+    indices = np.arange(2 * KNOWN_SPLITS["cifar10_valid_split"][1], dtype=np.int64)
+    half = len(indices) // 2
+    return {"train": indices[:half], "valid": indices[half:]}
+
+
+def split_file_name(split: str) -> str:
+    """The data split a config's ``split`` names: NB201's file, or the halves."""
+    return HALVES_SPLIT if split == "halves" else "cifar10_valid_split"
+
+
 def build_search_data(
     data_dir: Path,
     device: torch.device | str,
@@ -648,7 +665,8 @@ def build_search_data(
     train_fraction: float | None = None,
     resolution: int = 32,
 ) -> SearchData:
-    """CIFAR-10 search data on ``device`` from the official NB201 train/valid split.
+    """CIFAR-10 search data on ``device`` from the official NB201 train/valid split
+    (``split_name``; :data:`HALVES_SPLIT` for the first / last 25k images instead).
 
     Only the selected images move to the device, once, as uint8. The train and
     valid loaders draw from independent streams derived from ``seed``. With
@@ -657,7 +675,7 @@ def build_search_data(
     (:func:`downsample`) and scales the crop padding with them.
     """
     train_set, _ = load_cifar10(data_dir)
-    split = load_split(data_dir, split_name)
+    split = halves_split() if split_name == HALVES_SPLIT else load_split(data_dir, split_name)
     train_idx = _take(split["train"], train_size, "train_size")
     valid_idx = _take(split["valid"], valid_size, "valid_size")
     eval_idx = _take(split["valid"], eval_size, "eval_size")

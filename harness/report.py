@@ -536,6 +536,10 @@ def nb201_table(
         "column as the CSV's note says; S/U = as quoted by the cited secondary source, not "
         "re-read; U = unverified (see the CSV's note). Empty cells are values that could "
         "not be checked and were left out.",
+        "The published 'Optimal' row's IN16 valid (46.77) is above the 'Optimum of the "
+        "space' (46.73), while its other five maxima equal this table's: this table derives "
+        "IN16 x-valid as 2·valtest − test from the benchmark file it was converted from, and "
+        "the paper's benchmark release holds a different value there (not traced further).",
     ]
     return Table("nb201", "NAS-Bench-201 results", numeric, display, notes, groups)
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from harness.config import BEFORE_FIELD
+from harness.config import BEFORE_FIELD, BEFORE_OPTION
 from harness.errors import UsageError, first_line
 
 if TYPE_CHECKING:  # torch is imported where checkpoints are: reading results needs none
@@ -310,9 +310,14 @@ def flat_config(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def flat_recorded(recorded: dict[str, Any]) -> dict[str, Any]:
-    """A recorded config, flat, with each field it predates at its old behaviour
-    (:data:`BEFORE_FIELD`): how a resume and a report read an older run."""
-    return flat_config({**BEFORE_FIELD, **recorded})
+    """A recorded config, flat, with each field and method option it predates at its old
+    behaviour (:data:`BEFORE_FIELD`, :data:`BEFORE_OPTION`): how a resume and a report
+    read an older run."""
+    if "method_options" not in recorded:
+        return flat_config({**BEFORE_FIELD, **recorded})
+    before = BEFORE_OPTION.get(recorded.get("method"), {})
+    options = {**before, **recorded["method_options"]}
+    return flat_config({**BEFORE_FIELD, **recorded, "method_options": options})
 
 
 def config_mismatch(path: Path, recorded: dict[str, Any], wanted: dict[str, Any]) -> str | None:

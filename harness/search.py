@@ -24,7 +24,7 @@ from torch import Tensor
 from harness import board, graphs, methods, metrics, ranking, select
 from harness.benchmark import Benchmark
 from harness.config import Config
-from harness.data import SearchData, build_search_data
+from harness.data import SearchData, build_search_data, split_file_name
 from harness.errors import UsageError, first_line
 from harness.methods.base import Method, StepContext
 from harness.provenance import environment
@@ -126,6 +126,7 @@ def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchS
         dtype=dtype,
         train_fraction=method_class.train_fraction(options),
         resolution=config.resolution,
+        split_name=split_file_name(config.split),
     )
     extra = method_class.supernet_options(options)
     model = SuperNet(
@@ -455,7 +456,8 @@ class Search:
             wall_s = round(time.perf_counter() - started, 3)
             found["pt"] = {**self._looked_up(pt.cell), **pt.record(), "wall_s": wall_s}
         elif self.config.select == "pt":
-            self.log(f"select=pt skipped: the search {status}; the cell is argmax's")
+            who = f"{self.config.method} seed {self.config.seed}"
+            self.log(f"pt: {who}: select=pt skipped: the search {status}; the cell is argmax's")
         return found
 
     def _looked_up(self, cell: Cell) -> dict[str, Any]:
@@ -466,8 +468,11 @@ class Search:
         }
 
     def _accuracy(self, state: SearchState) -> select.Accuracy:
-        """Supernet accuracy on the gap-evaluation images under given edge weights."""
+        """PT's supernet accuracy under given edge weights: on the whole search-valid
+        split (``pt_eval=valid``) or the gap-evaluation images (``gap``)."""
         data, config = state.data, self.config
+        if config.pt_eval == "valid":
+            return select.valid_accuracy(state, config.batch_size)
         args = (data.eval_images, data.eval_labels, config.gap_eval_batch)
         switches = {"bf16": state.bf16, "channels_last": state.channels_last}
         return lambda weights: evaluate(state.model, weights, None, *args, **switches)[0]

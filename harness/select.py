@@ -7,19 +7,22 @@ ruocwang/darts-pt ``nasbench201/projection.py``), usable after any method's sear
 
 **[S]** The undecided edges are visited in random order. On the visited edge each op in
 turn is masked out (its weight set to 0 in the current weights, decided edges one-hot)
-and the supernet's validation accuracy measured; the op whose removal hurts most is
-chosen and the edge fixed one-hot. Between decisions the supernet is fine-tuned with
-SGD at a tenth of the search's initial learning rate on the train batches; NB201 takes
-5 epochs per decision after a 100-epoch search (``proj_intv``, 25 epochs in all).
+and the supernet's accuracy on the whole search-valid split measured (train-mode BN,
+the search's batch size); the op whose removal hurts most is chosen and the edge fixed
+one-hot. Between decisions the supernet is fine-tuned as it was searched, α step then
+weight step on each train batch, under the projected weights, with a fresh SGD at a
+tenth of the initial learning rate (momentum 0.9, weight decay 3e-4, no Nesterov): on
+NB201 5, 5, 5, 5 then 4 epochs after a 100-epoch search (``proj_intv`` 5, 25 epochs).
 
 **[I]** Fine-tuning per decision is ``pt_tune_frac`` of the search's epochs (0.05: the
-code's 5 of 100), so the CPU presets scale it with their budget. Only the shared
-weights are fine-tuned: the code also keeps stepping α with its DARTS architect, which
-is method-specific; here α stays as the search left it. Accuracy is measured on the
-run's fixed gap-evaluation images (a subset of search-valid) rather than all of it.
-The edge order is drawn from a generator seeded with the run's seed, and the fine-tune
-batches are the train loader's for epochs after the search, so the selection is a pure
-function of the trained state.
+code's 5 of 100), so the CPU presets scale it with their budget. The α step is the
+method's own (``Method.arch_step`` at its last epoch's schedule; the code's is DARTS's);
+``pt_alpha=frozen`` keeps α as the search left it. ``pt_eval=gap`` scores on the fixed
+gap-evaluation images (eval mode) instead; ``pt_tune=search`` fine-tunes equal intervals
+with the search's SGD. On an exact tie ``none`` loses to a real op (the code takes the
+first op, which is ``none``). The edge order is drawn from a generator seeded with the
+run's seed, and the fine-tune batches are the loaders' epochs after the search, so the
+selection is a pure function of the trained state.
 """
 
 from __future__ import annotations
@@ -33,13 +36,20 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from harness.config import Config
+from harness.data import CIFAR10_MEAN, CIFAR10_STD, normalize
+from harness.methods.base import StepContext
 from harness.space import NUM_EDGES, NUM_OPS, OPS, Cell
 
 if TYPE_CHECKING:
     from harness.search import SearchState
 
 SELECTIONS = ("argmax", "pt")
-PT_LR_FACTOR = 0.1  # [S] fine-tuning lr = base lr / 10
+PT_LR_FACTOR = 0.1  # [S] fine-tuning lr = base lr / 10 (projection.py: reset_optimizer)
+CODE_INTERVALS = (5, 5, 5, 5, 4)
+"""[S] Epochs fine-tuned after each of the first five decisions: projections at epochs
+0, 5, 10, 15, 20 and 24 of ``proj_intv·(6 − 1)`` = 25 (``projection.py``)."""
+CODE_WEIGHT_DECAY = 3e-4  # [S] darts-pt nasbench201/train_search.py --weight_decay
+NONE = OPS.index("none")
 Accuracy = Callable[[Tensor], float]
 """Supernet validation accuracy (%) under the given edge weights."""
 
@@ -51,10 +61,22 @@ class PtSelection:
     cell: Cell
     order: list[int]
     decisions: list[dict[str, Any]] = field(default_factory=list)
-    tune_steps: int = 0  # fine-tuning steps after each decision but the last
+    tune_schedule: list[int] = field(default_factory=list)  # steps after decisions 1–5
+    protocol: dict[str, Any] = field(default_factory=dict)  # pt_tune, pt_alpha, pt_eval
+
+    @property
+    def tune_steps(self) -> int:
+        """Fine-tuning steps after the first decision (all but the code's last interval)."""
+        return self.tune_schedule[0] if self.tune_schedule else 0
 
     def record(self) -> dict[str, Any]:
-        return {"order": self.order, "tune_steps": self.tune_steps, "decisions": self.decisions}
+        return {
+            "order": self.order,
+            "tune_steps": self.tune_steps,
+            "tune_schedule": self.tune_schedule,
+            **self.protocol,
+            "decisions": self.decisions,
+        }
 
 
 def edge_order(seed: int) -> list[int]:
@@ -71,6 +93,14 @@ def projected(weights: Tensor, decided: dict[int, int]) -> Tensor:
     return out
 
 
+def projected_live(weights: Tensor, decided: dict[int, int]) -> Tensor:
+    """:func:`projected` that keeps the gradient of the undecided edges (the α step's)."""
+    fixed = torch.zeros(NUM_EDGES, 1, dtype=torch.bool, device=weights.device)
+    for edge in decided:
+        fixed[edge] = True
+    return torch.where(fixed, projected(weights, decided), weights)
+
+
 def masked(weights: Tensor, edge: int, op: int) -> Tensor:
     """``weights`` with op ``op`` of edge ``edge`` set to 0 (DARTS-PT's projection mask)."""
     out = weights.clone()
@@ -79,14 +109,56 @@ def masked(weights: Tensor, edge: int, op: int) -> Tensor:
 
 
 def decide_edge(weights: Tensor, edge: int, accuracy: Accuracy) -> tuple[int, list[float]]:
-    """The op whose removal leaves the lowest accuracy (first on ties), and all five."""
+    """The op whose removal leaves the lowest accuracy, and all five. Masking ``none``
+    changes nothing, so on an exact tie a real op wins (removing it cost as much as
+    removing nothing: it is kept, not the edge dropped); among real ops the first."""
     accs = [accuracy(masked(weights, edge, op)) for op in range(NUM_OPS)]
-    return min(range(NUM_OPS), key=lambda op: (accs[op], op)), accs
+    return min(range(NUM_OPS), key=lambda op: (accs[op], op == NONE, op)), accs
 
 
-def tune_steps(config: Config, steps_per_epoch: int) -> int:
-    """Fine-tuning steps per decision: ``pt_tune_frac`` of the search's steps."""
-    return round(config.pt_tune_frac * config.epochs * steps_per_epoch)
+def tune_schedule(config: Config, steps_per_epoch: int) -> list[int]:
+    """Fine-tuning steps after each of the first five decisions: ``pt_tune_frac`` of the
+    search's steps each, the last 4/5 of that under ``pt_tune=code`` (the code's 5,5,5,5,4)."""
+    per_decision = config.pt_tune_frac * config.epochs * steps_per_epoch
+    if config.pt_tune == "search":
+        return [round(per_decision)] * (NUM_EDGES - 1)
+    return [round(per_decision * k / CODE_INTERVALS[0]) for k in CODE_INTERVALS]
+
+
+def tune_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.SGD:
+    """A fresh SGD at a tenth of the search's lr: the code's (wd 3e-4, no Nesterov) under
+    ``pt_tune=code``, the search's momentum, Nesterov and weight decay under ``search``."""
+    code = config.pt_tune == "code"
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=config.w_lr * PT_LR_FACTOR,
+        momentum=config.w_momentum,
+        nesterov=False if code else config.w_nesterov,
+        weight_decay=CODE_WEIGHT_DECAY if code else config.w_weight_decay,
+    )
+
+
+def valid_accuracy(state: SearchState, batch_size: int) -> Accuracy:
+    """Supernet accuracy on every image of the search-valid split, un-augmented, in
+    batches of ``batch_size`` with train-mode BN (the code's ``infer(eval=False)``)."""
+    images, labels = state.data.valid.images, state.data.valid.labels
+    dtype = state.data.valid.dtype
+
+    def accuracy(weights: Tensor) -> float:
+        model = state.model
+        model.train()
+        correct = torch.zeros((), dtype=torch.int64, device=labels.device)
+        with torch.no_grad():
+            for start in range(0, labels.shape[0], batch_size):
+                batch = normalize(
+                    images[start : start + batch_size], CIFAR10_MEAN, CIFAR10_STD, dtype
+                )
+                with state.autocast():
+                    logits = model(batch, weights)
+                correct += (logits.argmax(1) == labels[start : start + batch_size]).sum()
+        return 100.0 * int(correct) / labels.shape[0]
+
+    return accuracy
 
 
 def pt_select(
@@ -95,56 +167,101 @@ def pt_select(
     accuracy: Accuracy,
     log: Callable[[str], None] = lambda _: None,
 ) -> PtSelection:
-    """DARTS-PT on the trained ``state``; fine-tunes ``state.model`` in place."""
+    """DARTS-PT on the trained ``state``; fine-tunes ``state.model`` (and, under
+    ``pt_alpha=step``, the method's α) in place."""
     order = edge_order(config.seed)
-    steps = tune_steps(config, state.data.train.batches_per_epoch)
-    result = PtSelection(Cell.from_indices([0] * NUM_EDGES), order, tune_steps=steps)
-    optimizer = torch.optim.SGD(
-        state.model.parameters(),
-        lr=config.w_lr * PT_LR_FACTOR,
-        momentum=config.w_momentum,
-        nesterov=config.w_nesterov,
-        weight_decay=config.w_weight_decay,
-    )
-    batches = _train_batches(state, config.epochs)
+    protocol = {"pt_tune": config.pt_tune, "pt_alpha": config.pt_alpha, "pt_eval": config.pt_eval}
+    schedule = tune_schedule(config, state.data.train.batches_per_epoch)
+    result = PtSelection(Cell.from_indices([0] * NUM_EDGES), order, [], schedule, protocol)
+    tuning = _Tuning(state, config, tune_optimizer(state.model, config))
+    prefix = f"pt: {config.method} seed {config.seed}:"
     decided: dict[int, int] = {}
     for i, edge in enumerate(order):
         weights = projected(state.method.edge_weights(), decided)
         op, accs = decide_edge(weights, edge, accuracy)
         decided[edge] = op
         result.decisions.append({"edge": edge, "op": OPS[op], "acc_without": accs})
-        log(f"pt: edge {edge} -> {OPS[op]} (accuracy without each op: {accs})")
+        log(f"{prefix} edge {edge} -> {OPS[op]} (accuracy without each op: {accs})")
         if i < NUM_EDGES - 1:
-            tuned = projected(state.method.edge_weights(), decided)
-            _fine_tune(state, tuned, batches, optimizer, steps)
+            tuning.run(decided, schedule[i])
     result.cell = Cell.from_indices([decided[k] for k in range(NUM_EDGES)])
     return result
 
 
-def _train_batches(state: SearchState, first_epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
-    """Train batches of the epochs after the search, endlessly."""
-    epoch = first_epoch
-    while True:
-        yield from state.data.train.epoch_batches(epoch)
-        epoch += 1
+@dataclass
+class ProjectedContext(StepContext):
+    """The step context of PT's fine-tuning: every loss sees the ``decided`` edges
+    one-hot (the code's ``get_projected_weights`` inside its forward), α's step included."""
+
+    decided: dict[int, int] = field(default_factory=dict)
+
+    def loss(
+        self,
+        batch: tuple[Tensor, Tensor],
+        weights: Tensor,
+        active: Tensor | None = None,
+        straight_through: bool = False,
+    ) -> Tensor:
+        weights = projected_live(weights, self.decided)
+        if active is not None:  # a sampled cell: the decided edges run their chosen op
+            active = projected(active.to(weights.dtype), self.decided).bool()
+        return super().loss(batch, weights, active, straight_through)
 
 
-def _fine_tune(
-    state: SearchState,
-    weights: Tensor,
-    batches: Iterator[tuple[Tensor, Tensor]],
-    optimizer: torch.optim.SGD,
-    steps: int,
-) -> None:
-    """``steps`` SGD steps on the shared weights under the projected ``weights``."""
-    model = state.model
-    model.train()
-    for _ in range(steps):
-        images, labels = state.prepare(next(batches))
-        optimizer.zero_grad(set_to_none=True)
+class _Tuning:
+    """PT's fine-tuning between decisions, on the loaders' epochs after the search."""
+
+    def __init__(self, state: SearchState, config: Config, optimizer: torch.optim.SGD):
+        self.state, self.config, self.optimizer = state, config, optimizer
+        self.train = _batches(state.data.train, config.epochs)
+        self.valid = _batches(state.data.valid, config.epochs)
+        self.steps_per_epoch = state.data.train.batches_per_epoch
+        self.done = 0
+
+    def run(self, decided: dict[int, int], steps: int) -> None:
+        """``steps`` fine-tuning steps with ``decided`` edges one-hot."""
+        state, config = self.state, self.config
+        state.model.train()
+        for _ in range(steps):
+            train = state.prepare(next(self.train))
+            if config.pt_alpha == "step":
+                self._alpha_step(decided, train, state.prepare(next(self.valid)))
+            self._weight_step(projected(state.method.edge_weights(), decided), train)
+            self.done += 1
+
+    def _alpha_step(
+        self, decided: dict[int, int], train: tuple[Tensor, Tensor], valid: tuple[Tensor, Tensor]
+    ) -> None:
+        """The method's α step (the code's ``architect.step``, before the weight step)."""
+        config = self.config
+        ctx = ProjectedContext(
+            self.state.model,
+            self.optimizer,
+            config.epochs - 1,
+            self.done % self.steps_per_epoch,
+            self.steps_per_epoch,
+            config.epochs,
+            bf16=self.state.bf16,
+            decided=decided,
+        )
+        self.state.method.arch_step(ctx, train, valid)
+
+    def _weight_step(self, weights: Tensor, batch: tuple[Tensor, Tensor]) -> None:
+        """One SGD step on the shared weights under the projected ``weights``."""
+        state, model = self.state, self.state.model
+        images, labels = batch
+        self.optimizer.zero_grad(set_to_none=True)
         with state.autocast():
             logits = model(images, weights)
         loss = F.cross_entropy(logits.float() if state.bf16 else logits, labels)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), state.grad_clip)
-        optimizer.step()
+        self.optimizer.step()
+
+
+def _batches(loader: Any, first_epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """A loader's batches of the epochs after the search, endlessly."""
+    epoch = first_epoch
+    while True:
+        yield from loader.epoch_batches(epoch)
+        epoch += 1

@@ -345,21 +345,54 @@ def test_pcdarts_builds_a_partial_channel_supernet_and_steps_darts_on_the_valid_
 
 
 # --- published protocols ---------------------------------------------------------------------
-def test_paper_protocols_apply_under_the_paper_preset_only() -> None:
+AUTODL = {"epochs": 50, "w_weight_decay": 5e-4, "w_nesterov": True}
+AUTODL_DATA = {"split": "nb201", "track_running_stats": False}
+LINEAGE_2 = {
+    "epochs": 100,
+    "w_weight_decay": 3e-4,
+    "w_nesterov": False,
+    "split": "halves",
+    "track_running_stats": True,
+}
+PAPER_PROTOCOLS = {  # docs/methods.md, "The protocol `paper` runs", with each source line
+    "darts": {**AUTODL, **AUTODL_DATA},
+    "gdas": {**AUTODL, **AUTODL_DATA, "epochs": 250},  # AutoDL GDAS.config
+    "rsps": {**AUTODL, **AUTODL_DATA, "epochs": 250},  # AutoDL RANDOM.config
+    "snas": LINEAGE_2,  # DrNAS 201-space/train_search.py
+    "drnas": LINEAGE_2,
+    "pcdarts": LINEAGE_2,
+    "beta_darts": LINEAGE_2,  # Beta-DARTS nasbench201/train_search.py
+    "sdarts_rs": LINEAGE_2,  # SmoothDARTS nasbench201/train_search.py
+    "sdarts_adv": LINEAGE_2,
+    "darts_minus": {**AUTODL, **AUTODL_DATA},  # DARTS- published no NB201 search
+    "fairdarts": {**AUTODL, **AUTODL_DATA},  # FairDARTS published no NB201 search
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_PROTOCOLS))
+def test_paper_protocols_apply_under_the_paper_preset_only(name: str) -> None:
     from harness.config import resolve
 
-    expected = {
-        "gdas": {"epochs": 250, "w_weight_decay": 5e-4, "w_nesterov": True},
-        "snas": {"epochs": 100, "w_weight_decay": 3e-4, "w_nesterov": False},
-        "drnas": {"epochs": 100, "w_weight_decay": 3e-4, "w_nesterov": False},
-        "pcdarts": {"epochs": 100, "w_weight_decay": 3e-4, "w_nesterov": False},
-    }
-    for name, fields in expected.items():
-        options = method_class(name).Options
-        paper = resolve("paper", name, {}, options)
-        assert {k: getattr(paper, k) for k in fields} == fields, name
-        smoke = resolve("smoke", name, {}, options)
-        assert smoke.w_weight_decay == 5e-4 and smoke.epochs == 3, name
+    options = method_class(name).Options
+    paper = resolve("paper", name, {}, options)
+    fields = PAPER_PROTOCOLS[name]
+    assert {k: getattr(paper, k) for k in fields} == fields, name
+    smoke = resolve("smoke", name, {}, options)
+    assert (smoke.w_weight_decay, smoke.epochs, smoke.split) == (5e-4, 3, "nb201"), name
+    assert smoke.track_running_stats is False
+
+
+def test_the_original_pc_darts_protocol_is_a_valid_set_line() -> None:
+    """docs/methods.md's `--set` line for PC-DARTS's own protocol resolves as written."""
+    from harness.config import resolve
+
+    line = "epochs=50 batch_size=256 w_lr=0.1 w_lr_min=0 w_weight_decay=3e-4"
+    line += " w_nesterov=false a_lr=6e-4 warmup_epochs=15 split=halves"
+    overrides = dict(item.split("=") for item in line.split())
+    config = resolve("paper", "pcdarts", overrides, method_class("pcdarts").Options)
+    assert (config.epochs, config.batch_size, config.warmup_epochs) == (50, 256, 15)
+    assert (config.a_lr, config.w_lr, config.w_lr_min, config.split) == (6e-4, 0.1, 0, "halves")
+    assert config.track_running_stats is True  # still DrNAS's lineage-2 BN under paper
 
 
 def test_gdas_weight_step_leaves_unsampled_conv_rows_and_their_momentum_alone() -> None:
@@ -398,6 +431,33 @@ def test_gdas_weight_step_leaves_unsampled_conv_rows_and_their_momentum_alone() 
                 if step == 0 and momentum is not None:
                     assert bool((momentum[row] == 0).all())
     assert moved > 0  # sampled rows do train (a sampled op off every path to the output not)
+
+
+def test_gdas_hold_unsampled_false_is_pytorch_1x_decay_on_unsampled_rows() -> None:
+    """``gdas.hold_unsampled=false``: the rows of unsampled ops get a zero gradient, so SGD
+    still decays them (PyTorch 1.x's in-place ``zero_grad``), and nothing is held."""
+    from harness import search
+    from harness.data import SearchData
+    from harness.supernet import CONV3, SLOT
+
+    method = make("gdas", hold_unsampled=False)
+    with torch.no_grad():
+        method.alpha[:, CONV3] += 1.0  # conv3 on about half the edges
+    model = method.model
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)
+    ctx = ExactContext(model, optimizer, 0, 0, 10, 50)
+    data = SearchData(None, None, torch.zeros(1), torch.zeros(1), "t", "")  # type: ignore[arg-type]
+    state = search.SearchState(model, method, optimizer, None, data)  # type: ignore[arg-type]
+    cell = next(m for m in model.layers if isinstance(m, SearchCell))
+    before = cell.conv3_weight.detach().clone()
+    torch.manual_seed(0)
+    search.weight_step(state, ctx, batch(0))
+    active = method._step_active
+    assert active is not None and method._held == []
+    unsampled = [SLOT[k] for k in range(6) if not active[k, CONV3]]
+    assert unsampled
+    after = cell.conv3_weight.detach()
+    assert all(torch.allclose(after[row], before[row] * (1 - 0.1 * 0.1)) for row in unsampled)
 
 
 # --- resume: the draws and DrNAS's stage survive a kill -------------------------------------

@@ -376,3 +376,21 @@ def test_build_search_data(data_dir: Path, cifar10: tuple[data.ImageSet, data.Im
     assert not torch.equal(x0, next(built.valid.epoch_batches(0))[0])
     with pytest.raises(UsageError, match="train_size"):
         data.build_search_data(data_dir, "cpu", 64, 30_000, 0, 0, seed=0)
+
+
+def test_the_halves_split_is_the_first_and_last_25k_training_images(
+    data_dir: Path, cifar10: tuple[data.ImageSet, data.ImageSet]
+) -> None:
+    """``split=halves`` (lineage 2: DrNAS's ``indices[:split]`` / ``indices[split:]``)."""
+    halves = data.halves_split()
+    assert halves["train"].tolist() == list(range(25_000))
+    assert halves["valid"].tolist() == list(range(25_000, 50_000))
+    assert data.split_file_name("halves") == data.HALVES_SPLIT
+    assert data.split_file_name("nb201") == "cifar10_valid_split"
+    kwargs = dict(batch_size=64, train_size=128, valid_size=64, eval_size=32)
+    built = data.build_search_data(data_dir, "cpu", seed=0, split_name=data.HALVES_SPLIT, **kwargs)
+    train, _ = cifar10
+    assert torch.equal(built.train.images, train.images[:128])
+    assert torch.equal(built.valid.labels, train.labels[25_000:25_064])
+    assert torch.equal(built.eval_labels, train.labels[25_000:25_032])
+    assert built.info()["split"] == data.HALVES_SPLIT

@@ -561,7 +561,7 @@ VARIANTS = [
     "constrained.regularizer=admm",
     "rdarts.adapt=dual",
     "amended.normalize_c=0.5",
-    "fairdarts.derive=threshold",
+    "fairdarts.derive=argmax",
     "drnas.progressive=true",
     "drnas.reg_type=kl",
 ]

@@ -130,6 +130,16 @@ def test_published_rows_carry_a_tag_and_the_table_checked_ones_match_it(data_dir
     optimum = table.optimum()
     assert published.loc["Optimal", "in16_valid_mean"] > optimum["imagenet16"]["valid"]
     assert "46.73" in published.loc["Optimal", "note"]  # the mismatch is said, not hidden
+    assert "GDAS (DrNAS-style table)" not in published.index  # no source; C100 24.05 (issue 30)
+
+
+def test_the_nb201_table_says_why_the_published_optimum_is_above_this_tables() -> None:
+    """The note shown under the NB201 table names both IN16 valid values and the reason."""
+    from harness.report import load_published, nb201_table
+
+    frame = pd.DataFrame({"method": pd.Series(dtype=str)})
+    notes = nb201_table(frame, None, load_published()).notes
+    assert any("46.77" in n and "46.73" in n and "2·valtest − test" in n for n in notes)
 
 
 def test_csv_numbers_are_means_of_final_json(sweep_dir: Path, report_dir: Path) -> None:

@@ -81,3 +81,18 @@ def test_changed_config_is_refused(tmp_path: Path, data_dir: Path) -> None:
     run(tmp_path, data_dir, smoke_config(epochs="1"))
     with pytest.raises(cfg.UsageError, match="different config.*epochs"):
         run(tmp_path, data_dir, smoke_config(epochs="2"))
+
+
+def test_the_paper_protocols_data_split_and_bn_mode_reach_the_run(data_dir: Path) -> None:
+    """sdarts_rs under ``paper`` (lineage 2): the halves split feeds the loaders and the
+    supernet's BN keeps running statistics, as config.json records."""
+    from harness.data import HALVES_SPLIT
+    from harness.methods import method_class
+
+    small = {"C": "4", "N": "1", "train_size": "64", "valid_size": "64", "gap_eval_size": "32"}
+    config = cfg.resolve("paper", "sdarts_rs", small, method_class("sdarts_rs").Options)
+    assert (config.split, config.track_running_stats) == ("halves", True)
+    state = search.build_state(config, data_dir, torch.device("cpu"))
+    assert state.data.info()["split"] == HALVES_SPLIT
+    norms = [m for m in state.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.track_running_stats for m in norms)

@@ -4,17 +4,19 @@ a run records each selection, and how the report compares them on the same super
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny import CPU, TRAIN_LABELS, tiny_state
+from tiny import CPU, TRAIN_LABELS, VALID_LABELS, tiny_state
 from torch import Tensor
 
 from harness import cli, runs, select
 from harness.config import Config
+from harness.data import CIFAR10_MEAN, CIFAR10_STD, normalize
 from harness.methods import method_class
 from harness.methods.base import Method
 from harness.space import NUM_EDGES, NUM_OPS, OPS
@@ -72,7 +74,8 @@ def test_edge_order_is_seeded() -> None:
 def test_pt_decides_edges_in_seeded_order_and_fine_tunes_on_train_batches(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    method = make(pt_tune_frac=0.1, seed=7)  # 0.1 · 10 epochs · 3 batches = 3 steps
+    # the harness's earlier PT: α frozen, equal intervals (the code's: test below)
+    method = make(pt_tune_frac=0.1, seed=7, pt_alpha="frozen", pt_tune="search")
     state = tiny_state(method)
     pattern = torch.rand(NUM_EDGES, NUM_OPS)
     pattern[:, 0] = 0  # masking `none` changes nothing here, as in a real supernet
@@ -135,3 +138,85 @@ def test_select_pt_runs_after_any_method_and_the_report_compares_selections(
     page = (out / "smoke" / "cifar10" / "report.md").read_text()
     assert "darts [select=argmax]" in page and "sdarts_rs [select=pt]" in page
     assert "2 run(s)" in page
+
+
+@pytest.mark.usefixtures("float64_default")
+def test_pt_fine_tunes_as_the_code_does_alpha_steps_on_valid_batches_and_5_5_5_5_4(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The default (``pt_alpha=step``, ``pt_tune=code``): before each fine-tuning weight
+    step the method's own α step runs on a valid batch with the decided edges one-hot,
+    the intervals are 5, 5, 5, 5, 4 fifths of ``pt_tune_frac``, and the SGD is the code's."""
+    method = make(pt_tune_frac=0.1, seed=7)  # 0.1 · 10 epochs · 3 batches = 3 steps
+    state = tiny_state(method)
+    alpha_before = method.alpha.detach().clone()
+    calls: list[tuple[list[int], dict[int, int], Tensor]] = []
+    arch_step = method.arch_step
+
+    def spy_arch_step(ctx: Any, train: Any, valid: Any) -> None:
+        live = select.projected_live(method.edge_weights(), ctx.decided)
+        calls.append((valid[1].tolist(), dict(ctx.decided), live))
+        arch_step(ctx, train, valid)
+
+    monkeypatch.setattr(method, "arch_step", spy_arch_step)
+    lines: list[str] = []
+    result = select.pt_select(state, method.config, lambda w: float(w.sum()), lines.append)
+    assert result.tune_schedule == [3, 3, 3, 3, 2] and result.tune_steps == 3
+    assert result.record()["pt_alpha"] == "step" and result.record()["pt_tune"] == "code"
+    assert len(calls) == 14  # frozen α: none
+    for i, (labels, decided, weights) in enumerate(calls):
+        assert set(labels) <= set(VALID_LABELS)
+        n = sum(1 for total in (3, 6, 9, 12) if i >= total) + 1
+        assert list(decided) == result.order[:n]
+        for edge, op in decided.items():
+            assert torch.equal(weights[edge], F.one_hot(torch.tensor(op), NUM_OPS).double())
+    assert not torch.equal(method.alpha.detach(), alpha_before)  # α moved between decisions
+    assert all(line.startswith("pt: darts seed 7: edge ") for line in lines) and len(lines) == 6
+
+
+def test_pt_optimizer_is_the_codes_or_the_searchs() -> None:
+    model = SuperNet(C=4, N=1)
+    code = select.tune_optimizer(model, Config()).param_groups[0]
+    assert code["lr"] == pytest.approx(0.0025)
+    assert (code["nesterov"], code["weight_decay"]) == (False, 3e-4)
+    search = select.tune_optimizer(model, Config(pt_tune="search")).param_groups[0]
+    assert (search["nesterov"], search["weight_decay"]) == (True, 5e-4)
+
+
+@pytest.mark.usefixtures("float64_default")
+def test_alpha_step_under_projection_has_no_gradient_on_decided_edges() -> None:
+    method = make()
+    state = tiny_state(method)
+    decided = {1: CONV3, 4: 0}
+    ctx = select.ProjectedContext(state.model, state.w_optimizer, 9, 0, 3, 10, decided=decided)
+    batch = next(state.data.valid.epoch_batches(0))
+    grad = torch.autograd.grad(ctx.loss(batch, method.edge_weights()), method.alpha)[0]
+    assert (grad[[1, 4]] == 0).all() and (grad[[0, 2, 3, 5]] != 0).any(dim=-1).all()
+
+
+def test_on_a_tie_a_real_op_beats_none_and_none_wins_only_when_strictly_lowest() -> None:
+    weights = torch.full((NUM_EDGES, NUM_OPS), 0.2)
+    flat = select.decide_edge(weights, 3, lambda w: 50.0)
+    assert flat == (OPS.index("skip_connect"), [50.0] * NUM_OPS)  # the code: `none` (op 0)
+
+    def scored(accs: list[float]) -> Callable[[Tensor], float]:  # by the op masked on edge 3
+        return lambda w: accs[int((w[3] == 0).nonzero())]
+
+    conv1 = OPS.index("nor_conv_1x1")
+    assert select.decide_edge(weights, 3, scored([50, 52, 50, 51, 53]))[0] == conv1
+    assert select.decide_edge(weights, 3, scored([50, 51, 51, 51, 51]))[0] == OPS.index("none")
+
+
+@pytest.mark.usefixtures("float64_default")
+def test_pt_scores_on_every_search_valid_image_in_train_mode() -> None:
+    method = make()
+    state = tiny_state(method)
+    weights = method.edge_weights().detach()
+    accuracy = select.valid_accuracy(state, batch_size=5)
+    state.model.eval()
+    images = normalize(state.data.valid.images, CIFAR10_MEAN, CIFAR10_STD, torch.float64)
+    state.model.train()
+    with torch.no_grad():
+        logits = torch.cat([state.model(images[s : s + 5], weights) for s in (0, 5, 10)])
+    expected = 100.0 * float((logits.argmax(1) == state.data.valid.labels).sum()) / 12
+    assert accuracy(weights) == pytest.approx(expected) and state.model.training

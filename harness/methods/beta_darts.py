@@ -35,6 +35,8 @@ class Options:
         "epochs": 100,
         "w_weight_decay": 3e-4,
         "w_nesterov": False,
+        "split": "halves",
+        "track_running_stats": True,
     }
 
     lambda_max: float = 50.0  # [S] λ_t = 50·t/100 at T = 100

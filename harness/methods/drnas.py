@@ -59,6 +59,8 @@ class Options:
         "epochs": 100,
         "w_weight_decay": 3e-4,
         "w_nesterov": False,
+        "split": "halves",
+        "track_running_stats": True,
     }
 
     reg_type: str = "l2"  # [S] "l2" (Adam weight decay) or "kl"

@@ -7,16 +7,24 @@ rather than compete for one softmax; α starts at 0 (σ = ½) and its step desce
     L_val(w, σ(α)) + w₀₁ · L₀₁,   L₀₁ = −(1/N) Σ (σ(α) − ½)²,   w₀₁ = 10,
 
 on the valid batch (bilevel, first order), before the weight step (``architect.step``
-precedes the weight update). The code derives a DARTS-space cell by keeping ops with
-σ > 0.85 (``threshold_sparse``).
+precedes the weight update). The code derives a DARTS-space cell with
+``--parse_method threshold_sparse`` (``fairdarts/utils.py`` ``parse``): per node the two
+input edges with the largest σ, and on each the op with the largest σ if it reaches
+``--op_threshold`` 0.85, else no op — the edge is dropped. Its op set has no ``none``.
 
-**[I]** NB201 needs exactly one op per edge. ``derive="argmax"`` (default, methods-spec
-§9) takes the op with the largest σ, ``none`` included; ``derive="threshold"`` reads
-the code's threshold: the largest σ if it exceeds ``threshold``, else ``none`` (no op
-survives, the edge is absent). The code's optimiser values (DARTS space: batch 128, w
-lr 0.005, α Adam lr 3e-3, betas (0.9, 0.999)) are not an NB201 protocol; the α step
-uses the configured Adam, as for every method (docs/methods.md gives the ``--set``
-line). Telemetry's ``alpha`` (and the α-space gap metrics) see σ normalised per edge.
+**[I]** On NB201 ``none`` never moves: α starts at 0, the op outputs zero (no loss
+gradient), the zero-one loss has zero gradient at σ = ½ and weight decay on 0 is 0, so
+σ(α_none) = ½ for the whole run. ``derive="threshold"`` (default) is the code's
+``threshold_sparse`` read on NB201: per edge the real op (``none`` excluded, as from
+the code's op set) with the largest σ if σ ≥ ``threshold``, else ``none`` (dropped).
+The code's two-inputs-per-node limit is DARTS's genotype format; NB201's cell keeps
+every edge of its DAG, so it is not applied. ``derive="argmax"`` (the harness's
+behaviour before issue 30) takes the largest σ with ``none`` included, which means
+"``none`` wherever every real op is below ½". The code's optimiser values (DARTS
+space: batch 128, w lr 0.005, α Adam lr 3e-3, betas (0.9, 0.999)) are not an NB201
+protocol; the α step uses the configured Adam, as for every method (docs/methods.md
+gives the ``--set`` line). Telemetry's ``alpha`` (and the α-space gap metrics) see σ
+normalised per edge.
 """
 
 from __future__ import annotations
@@ -45,20 +53,23 @@ class Options:
     }
 
     zero_one_weight: float = 10.0  # [S] --aux_loss_weight
-    derive: str = "argmax"  # [I] "argmax" or "threshold" (see the module docstring)
+    derive: str = "threshold"  # [S] threshold_sparse on NB201; "argmax": σ, none included
     threshold: float = 0.85  # [S] --op_threshold
 
 
 def threshold_cell(weights: Tensor, threshold: float) -> Cell:
-    """Per edge the largest weight's op if it exceeds ``threshold``, else ``none``."""
-    top, index = weights.max(-1)
-    return Cell.from_indices(torch.where(top > threshold, index, NONE).tolist())
+    """Per edge the real op with the largest weight if it reaches ``threshold``, else
+    ``none`` (the code's ``threshold_sparse``: ``W[j][k_best] >= op_threshold``)."""
+    real = weights.clone()
+    real[..., NONE] = -torch.inf  # the code's op set has no `none`
+    top, index = real.max(-1)
+    return Cell.from_indices(torch.where(top >= threshold, index, NONE).tolist())
 
 
 @register
 class FairDarts(Method):
     name = "fairdarts"
-    summary = "FairDARTS: sigmoid(α) weights, α loss + 10·zero-one loss; argmax σ per edge"
+    summary = "FairDARTS: sigmoid(α) weights, α loss + 10·zero-one loss; σ ≥ 0.85 per edge"
     Options = Options
     alpha_first = True
 

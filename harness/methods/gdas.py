@@ -17,7 +17,12 @@ In AutoDL the modules of the ops not sampled in a weight step get no gradient, s
 leaves them alone: no weight decay, no momentum. Our kernels are stacked per cell, so
 they would get a zero gradient and still move; GDAS therefore puts their rows (weights,
 biases, momentum buffers) back after each weight step (``tests/test_oracle.py`` checks
-steps against xautodl with momentum, Nesterov and weight decay on).
+steps against xautodl with momentum, Nesterov and weight decay on). That is AutoDL
+under PyTorch ≥ 2, whose ``zero_grad`` sets gradients to None. The published numbers
+were produced under PyTorch 1.x, whose ``zero_grad`` zeroed them in place: an op
+sampled once keeps a zero gradient when unsampled, so SGD still applies weight decay
+and momentum to it. ``hold_unsampled=false`` gives that behaviour (our rows move as
+1.x moved them, except before an op's first sample, where 1.x had no gradient yet).
 
 **[I]** The discretization gap's "continuous" supernet uses softmax(α), the
 distribution GDAS samples from at τ = 1 (GDAS itself never runs a mixed forward).
@@ -53,6 +58,7 @@ class Options:
 
     tau_max: float = 10.0  # [S] --tau_max 10
     tau_min: float = 0.1  # [S] --tau_min 0.1
+    hold_unsampled: bool = True  # PyTorch ≥ 2 AutoDL; false: the 1.x run (see the docstring)
 
 
 @register
@@ -85,7 +91,7 @@ class Gdas(Method):
     def before_weight_update(self, ctx: StepContext) -> None:
         """Keep the rows of the conv ops this step did not sample, and their momentum."""
         self._held = []
-        if self._step_active is None:
+        if self._step_active is None or not self.options.hold_unsampled:
             return
         for layer in self.model.layers:
             if not isinstance(layer, SearchCell):

@@ -37,6 +37,8 @@ class Options:
         "epochs": 100,
         "w_weight_decay": 3e-4,
         "w_nesterov": False,
+        "split": "halves",
+        "track_running_stats": True,
     }
 
     k: int = 4  # [S] the paper's K on CIFAR

@@ -34,6 +34,7 @@ CANDIDATE_STREAM = 7_202
 
 @dataclass
 class RspsOptions:
+    PAPER_PROTOCOL: ClassVar[dict[str, Any]] = {"epochs": 250}  # [S] AutoDL RANDOM.config
     RULES: ClassVar[dict[str, Rule]] = {
         "candidates": integer(1, note="cells sampled and scored to derive one"),
         "eval_size": integer(0, note="images each candidate is scored on; 0 = gap_eval_size"),

@@ -1,8 +1,8 @@
 """SDARTS: smooth DARTS by perturbing the edge weights in the weight step (methods-spec §9).
 
 **[S]** (Chen & Hsieh, ICML 2020, arXiv 2002.05283; code xiangning-chen/SmoothDARTS,
-whose NB201 search is carried in Sunshine-Ye/Beta-DARTS ``nasbench201/`` and whose
-attacks are in ruocwang/darts-pt ``attacker/perturb.py``): the shared weights train on
+whose NB201 search is ``nasbench201/train_search.py`` and whose attacks are
+``attacker/perturb.py``; β-DARTS carries a copy of both): the shared weights train on
 the *softmax-activated* weights plus a perturbation δ, then α is restored:
 
 * SDARTS-RS: δ ~ U(−ε, ε) elementwise, i.e. min_w E_δ L_tr(w, p + δ);
@@ -13,13 +13,17 @@ after each move the weights are clamped to [0, 1] and renormalised per edge (the
 code's ``clip``), and ADV keeps the clean weights when its result lowers the loss.
 ε ramps linearly per epoch: ε_t = 0.03 + (ε_max − 0.03)·t/T, ε_max = 0.3, t 0-based.
 The α step is DARTS first order on the valid batch at the clean softmax, and comes
-first in each step (the code calls ``architect.step`` before the weight update).
+first in each step (the code calls ``architect.step`` before the weight update). The
+NB201 script's protocol (100 epochs, SGD wd 3e-4 without Nesterov, the first / last
+25k training images, running-statistics BN) is :attr:`Options.PAPER_PROTOCOL`.
 
-**[I]** harness choices: PGD runs the supernet in eval mode as the code does (with
-batch-statistics BN, our default, that changes nothing) and evaluates the loss at the
-perturbed weights themselves (the DARTS-space code's ``softmaxed`` path; the NB201 copy
-in the β-DARTS repository re-applies softmax inside its attack, which we read as a
-slip). Derivation: argmax per edge including ``none``.
+**[I]** harness choices: PGD runs the supernet in eval mode as the code does, so under
+the paper protocol's running-statistics BN it attacks with the running statistics as
+the code does; under the presets' batch-statistics BN eval mode changes nothing. The
+loss inside the attack is taken at the perturbed weights themselves, as in the code:
+both the SmoothDARTS NB201 script and β-DARTS's copy call ``model._loss(X, y,
+updateType='weight')``, whose forward uses the (already softmaxed) weights as given.
+Derivation: argmax per edge including ``none``.
 """
 
 from __future__ import annotations
@@ -45,6 +49,14 @@ class Options:
         "epsilon_min": real(0),
         "epsilon_max": real(0),
         "pgd_steps": integer(1),
+    }
+
+    PAPER_PROTOCOL: ClassVar[dict[str, Any]] = {  # [S] nasbench201/train_search.py
+        "epochs": 100,
+        "w_weight_decay": 3e-4,
+        "w_nesterov": False,
+        "split": "halves",
+        "track_running_stats": True,
     }
 
     epsilon_min: float = 0.03  # [S] the ramp's start (a constant in the code)

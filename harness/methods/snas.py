@@ -42,6 +42,8 @@ class Options:
         "epochs": 100,
         "w_weight_decay": 3e-4,
         "w_nesterov": False,
+        "split": "halves",
+        "track_running_stats": True,
     }
 
     tau_max: float = 10.0
