@@ -154,6 +154,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+ONLY_FOR_SELECTION: dict[str, str] = {
+    "pt_tune_frac": "pt",
+    "pt_tune": "pt",
+    "pt_alpha": "pt",
+    "pt_eval": "pt",
+}
+"""Fields that only one selection reads (``select``): a cell read by another selection
+does not depend on them, so report rows of that selection are not split by them."""
+
+
 BEFORE_FIELD: dict[str, Any] = {
     "dtype": "float32",
     "resolution": 32,

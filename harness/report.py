@@ -50,6 +50,7 @@ from matplotlib.ticker import MaxNLocator
 
 from harness import discretization, inference, layout, manifest, metrics, results, scorecard
 from harness.benchmark import Benchmark, seed_spread
+from harness.config import ONLY_FOR_SELECTION
 from harness.errors import UsageError, first_line
 from harness.runs import ACCURACY_KEYS, by_selection, load_runs
 from harness.space import EDGES, OPS, Cell
@@ -176,11 +177,18 @@ def protocol(config: Any) -> dict[str, str] | None:
     """A run's config as rows compare it: flat, values as JSON text, bar NOT_COMPARED;
     None where the run recorded no config. A field added after the run was made reads
     as its old behaviour (``BEFORE_FIELD``), as a resume does, so an older run pools
-    with newer runs that behave the same."""
+    with newer runs that behave the same; a field only another selection reads
+    (``ONLY_FOR_SELECTION``: DARTS-PT's for an argmax row) is left out."""
     if not isinstance(config, dict):
         return None
     flat = results.flat_recorded(config)
-    return {k: json.dumps(v, sort_keys=True) for k, v in flat.items() if k not in NOT_COMPARED}
+    select = flat.get("select", "argmax")
+    unread = {k for k, owner in ONLY_FOR_SELECTION.items() if owner != select}
+    return {
+        k: json.dumps(v, sort_keys=True)
+        for k, v in flat.items()
+        if k not in NOT_COMPARED and k not in unread
+    }
 
 
 def _varying(protocols: list[dict[str, str]], keys: set[str]) -> list[str]:

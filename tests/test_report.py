@@ -279,6 +279,23 @@ def test_a_run_from_before_a_field_pools_with_runs_that_behave_the_same() -> Non
     assert "rows are split by resolution " in note
 
 
+def test_an_argmax_row_is_not_split_by_fields_only_pt_reads() -> None:
+    """An argmax run recorded before DARTS-PT's fields existed (they read as the old PT)
+    pools with one recording today's PT defaults: argmax never reads them. The PT rows
+    of those runs are still told apart."""
+    frame = _frame([("darts", {}), ("darts", {"pt_tune": "code", "pt_alpha": "step"})])
+    for field in ("pt_tune", "pt_alpha", "pt_eval"):
+        frame.loc[0, "config"].pop(field, None)
+    split, note = split_by_config(frame)
+    assert list(split["method"]) == ["darts", "darts"] and note == ""
+
+    for config in frame["config"]:
+        config["select"] = "pt"
+    split, note = split_by_config(frame)
+    assert split["method"].iloc[0] != split["method"].iloc[1]
+    assert "pt_alpha" in note
+
+
 def test_report_splits_rows_of_runs_made_with_different_configs(
     sweep_dir: Path, tmp_path: Path, data_dir: Path
 ) -> None:
