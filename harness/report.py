@@ -702,7 +702,8 @@ def discretization_table(frame: pd.DataFrame) -> Table:
         "Edges right: share of the 6 edges whose op is the best of the 5 cells that differ from "
         "the derived cell only there; edge regret: the best of those 5 minus the cell, in "
         "points, averaged over edges; local optimum: share of runs whose cell is right at every "
-        "edge.",
+        "edge. Strict: a neighbour better by less than the benchmark seed std (below) still "
+        "counts, so read the regret beside it.",
         "Top-k − cell: the best cell among the α distribution's k most likely cells minus the "
         "derived cell (what a better selector could have had from the same α; 0 for argmax at "
         "k = 1, where the most likely cell is the argmax cell).",
