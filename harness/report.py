@@ -195,6 +195,11 @@ def _varying(protocols: list[dict[str, str]], keys: set[str]) -> list[str]:
     return sorted(k for k in keys if len({p.get(k, ABSENT) for p in protocols}) > 1)
 
 
+def _varying_where_read(protocols: list[dict[str, str]], keys: set[str]) -> list[str]:
+    """The ``keys`` whose value differs among the protocols that carry them at all."""
+    return sorted(k for k in keys if len({p[k] for p in protocols if k in p}) > 1)
+
+
 def _value_text(value: str) -> str:
     if value == ABSENT:
         return value
@@ -215,14 +220,22 @@ def split_by_config(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     frame["base_method"] = frame["method"]
     protocols = [protocol(c) for c in _col(frame, "config")]
     known = [p for p in protocols if p is not None]
-    shared = _varying(known, {k for p in known for k in p if not k.startswith(OPTIONS)})
+    apart = set(ONLY_FOR_SELECTION)  # compared only among the rows that read them
+    shared = _varying(
+        known, {k for p in known for k in p if not k.startswith(OPTIONS) and k not in apart}
+    )
     own: dict[str, list[str]] = {}
     for method in frame["method"].unique():
         mine = [p for p, m in zip(protocols, frame["method"], strict=True) if m == method and p]
         own[method] = _varying(mine, {k for p in mine for k in p if k.startswith(OPTIONS)})
+        own[method] += _varying_where_read(mine, apart)
     labels = [_label(m, p, shared, own[m]) for m, p in zip(frame["method"], protocols, strict=True)]
     frame["method"] = _place_unknown(frame["method"].tolist(), labels)
-    differing = shared + [f"{m}.{k.removeprefix(OPTIONS)}" for m in own for k in own[m]]
+    differing = shared + [
+        f"{m}.{k.removeprefix(OPTIONS)}" if k.startswith(OPTIONS) else k
+        for m in own
+        for k in own[m]
+    ]
     if not differing:
         return frame, ""
     note = (
@@ -235,13 +248,18 @@ def split_by_config(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 def _label(
     method: str, protocol_: dict[str, str] | None, shared: list[str], own: list[str]
 ) -> str | None:
-    """``method [key=value, ...]`` for the differing keys; None for an unknown config."""
+    """``method [key=value, ...]`` for the differing keys (a selection's own keys only on
+    the rows that read them); None for an unknown config."""
+    apart_keys = set(ONLY_FOR_SELECTION)
     if protocol_ is None:
         return None
     parts = [f"{k}={_value_text(protocol_.get(k, ABSENT))}" for k in shared]
     parts += [
-        f"{method}.{k.removeprefix(OPTIONS)}={_value_text(protocol_.get(k, ABSENT))}" for k in own
+        f"{method}.{k.removeprefix(OPTIONS)}={_value_text(protocol_.get(k, ABSENT))}"
+        for k in own
+        if k.startswith(OPTIONS)
     ]
+    parts += [f"{k}={_value_text(protocol_[k])}" for k in own if k in protocol_ and k in apart_keys]
     return f"{method} [{', '.join(parts)}]" if parts else method
 
 

@@ -62,7 +62,8 @@ def finished(frame: pd.DataFrame, method: str, select: str = "argmax") -> pd.Dat
     """The finished runs of ``method`` read with selection ``select``."""
     if frame.empty or "method" not in frame:
         return frame.iloc[0:0]
-    rows = frame[(frame["method"] == method) & (frame["status"] == "finished")]
+    names = frame["base_method"] if "base_method" in frame else frame["method"]  # rows split
+    rows = frame[(names == method) & (frame["status"] == "finished")]  # by config keep it
     chosen = np.array([_select_of(config) == select for config in rows["config"]], dtype=bool)
     return rows.loc[chosen]
 
