@@ -71,7 +71,8 @@ def configure_cuda(config: Config, device: torch.device) -> None:
     """
     if config.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
-    torch.cuda.set_device(device)
+    if device.index is not None:  # "cuda" alone means the current device, as it is
+        torch.cuda.set_device(device)
     torch.backends.cudnn.benchmark = not config.deterministic
     torch.backends.cudnn.allow_tf32 = config.tf32
     torch.backends.cuda.matmul.allow_tf32 = config.tf32

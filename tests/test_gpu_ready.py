@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 from tiny import make, tiny_state
+from torch.cuda._utils import _get_device_index
 
 from harness import config as cfg
 from harness import devices, graphs, jobs, methods, rundir, search, sweep
@@ -53,7 +54,11 @@ def test_tf32_is_an_explicit_recorded_choice_off_by_default() -> None:
 def cuda_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[torch.device]]:
     """CUDA's process settings, restored afterwards; ``set_device`` recorded, not done."""
     chosen: list[torch.device] = []
-    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+
+    def set_device(device: torch.device) -> None:  # refuses what torch refuses
+        chosen.append(torch.device("cuda", _get_device_index(device)))
+
+    monkeypatch.setattr(torch.cuda, "set_device", set_device)
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     for module, name in (
         (torch.backends.cudnn, "allow_tf32"),
@@ -85,6 +90,7 @@ def test_a_users_cublas_setting_is_kept(
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
     search.configure_torch(resolve("paper", device="cuda"), torch.device("cuda"))
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+    assert cuda_settings == []  # "cuda" alone: the current device, left as it is
 
 
 # --- checkpoints across devices ------------------------------------------------------------
