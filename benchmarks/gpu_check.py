@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import multiprocessing
 import os
 import statistics
@@ -221,7 +220,9 @@ def methods_section(
     return costs
 
 
-def loop_section(device: torch.device, preset: str, log: Callable[[str], None]) -> dict[str, Any]:
+def loop_section(
+    device: torch.device, preset: str, log: Callable[[str], None], images: int = LOOP_IMAGES
+) -> dict[str, Any]:
     """``Search.run`` at the paper shape, 2 epochs; then ``final.json`` deleted and run
     again, which must resume from the checkpoint and train no epoch again."""
     from harness import config as cfg
@@ -230,7 +231,7 @@ def loop_section(device: torch.device, preset: str, log: Callable[[str], None]) 
     from harness.paths import find_data_dir
     from harness.search import Search
 
-    size = str(LOOP_IMAGES)
+    size = str(images)
     settings = {"train_size": size, "valid_size": size, "epochs": "2", "rank_samples": "0"}
     settings["device"] = str(device)
     options = methods.method_class("darts").Options
@@ -248,7 +249,7 @@ def loop_section(device: torch.device, preset: str, log: Callable[[str], None]) 
     for line in lines:
         log(line)
     second_epoch_s = epochs[-1]["wall_s"] - epochs[0]["wall_s"]
-    steps = LOOP_IMAGES // config.batch_size
+    steps = images // config.batch_size
     minutes = second_epoch_s * (PAPER_STEPS / steps) * cfg.Config().epochs / 60
     rerun = lines[started:]
     return {
@@ -262,9 +263,7 @@ def loop_section(device: torch.device, preset: str, log: Callable[[str], None]) 
     }
 
 
-def _concurrent_worker(
-    preset: str, steps: int, barrier: Any, results: Any, index: int
-) -> None:
+def _concurrent_worker(preset: str, steps: int, barrier: Any, results: Any, index: int) -> None:
     """One of several jobs on one GPU: build, wait for the others, time ``steps``."""
     device = torch.device("cuda")
     config, state = build("darts", device, preset)
@@ -291,7 +290,7 @@ def concurrency_section(preset: str, steps: int, counts: tuple[int, ...] = (1, 2
         ]
         for worker in workers:
             worker.start()
-        durations = [results.get(timeout=300)[1] for _ in workers]
+        durations = [results.get(timeout=180)[1] for _ in workers]  # a dead worker: an error
         for worker in workers:
             worker.join()
         rates[str(jobs)] = {"steps_per_s": sum(steps / d for d in durations)}
@@ -316,20 +315,24 @@ def second_gpu_section(preset: str) -> dict[str, Any] | None:
     }
 
 
+def log_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else ""
 
 
-def check(
-    steps: int, budget_s: float, switches: list[str], device: torch.device, preset: str
+def switches_section(
+    steps: int, switches: list[str], device: torch.device, preset: str, over: Callable[[], bool]
 ) -> dict[str, Any]:
-    started = time.perf_counter()
+    """Each switch's DARTS step against fp32, and fp32 twice (determinism)."""
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
     left_out: list[str] = []
     for switch in ["fp32", "fp32 again", *[s for s in switches if s != "fp32"]]:
-        if time.perf_counter() - started > budget_s:
+        if over():
             left_out.append(switch)
             continue
         try:
@@ -353,18 +356,83 @@ def check(
         if fp32_s:
             result["ratio_vs_fp32"] = fp32_s / result["s_per_step"]
     return {
-        "benchmark": "gpu_check",
-        "status": "ok" if not errors and not left_out else "partial",
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "preset": preset,
-        "torch": torch.__version__,
-        "steps": steps,
         "deterministic_fp32": deterministic,
         "results": results,
         "errors": errors,
-        "left_out_over_budget": left_out,
-        "wall_s": time.perf_counter() - started,
+        "left_out": left_out,
     }
+
+
+def headline(result: dict[str, Any]) -> str:
+    """The last line: the real loop's projection, else DARTS' three-step one."""
+    loop = result.get("loop") or {}
+    darts = (result.get("methods") or {}).get("darts") or {}
+    minutes = loop.get("paper_minutes") or darts.get("paper_minutes")
+    return f"paper DARTS-V1 ≈ {minutes:.0f} min" if minutes else "paper DARTS-V1 ≈ n/a"
+
+
+def check(
+    steps: int,
+    budget_s: float,
+    switches: list[str],
+    device: torch.device,
+    preset: str,
+    sections: list[str],
+    method_names: list[str],
+    loop_images: int = LOOP_IMAGES,
+) -> dict[str, Any]:
+    from harness import methods
+
+    started = time.perf_counter()
+    cuda = device.type == "cuda"
+    names = method_names or list(methods.registry())
+
+    def over() -> bool:
+        return time.perf_counter() - started > budget_s
+
+    runs: dict[str, Callable[[], Any]] = {
+        "profile": lambda: profile_section(device, preset),
+        "methods": lambda: methods_section(device, preset, names),
+        "loop": lambda: loop_section(device, preset, log_line, loop_images),
+        "concurrency": lambda: concurrency_section(preset, max(3, steps // 2)) if cuda else None,
+        "second_gpu": lambda: second_gpu_section(preset) if cuda else None,
+    }
+    result: dict[str, Any] = {
+        "benchmark": "gpu_check",
+        "device": torch.cuda.get_device_name(device) if cuda else "cpu",
+        "preset": preset,
+        "torch": torch.__version__,
+        "steps": steps,
+        "cublas_env_set_by_harness": None
+        if CUBLAS_PRESET
+        else bool(os.environ.get("CUBLAS_WORKSPACE_CONFIG")),
+    }
+    found = {"deterministic_fp32": None, "results": {}, "errors": {}, "left_out": []}
+    if "switches" in sections:
+        found = switches_section(steps, switches, device, preset, over)
+        if not CUBLAS_PRESET:  # the harness, not this script, must have set it
+            result["cublas_env_set_by_harness"] = bool(os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    errors, left_out = found["errors"], found["left_out"]
+    for section in [s for s in SECTIONS if s in sections and s != "switches"]:
+        if over():
+            left_out.append(section)
+            continue
+        try:
+            result[section] = runs[section]()
+        except Exception as exc:  # report and go on
+            errors[section] = f"{type(exc).__name__}: {first_line(exc)}"
+    if "second_gpu" in result:
+        torch.cuda.set_device(0)
+    result.update(
+        status="ok" if not errors and not left_out else "partial",
+        deterministic_fp32=found["deterministic_fp32"],
+        results=found["results"],
+        errors=errors,
+        left_out_over_budget=left_out,
+        wall_s=time.perf_counter() - started,
+    )
+    result["headline"] = headline(result)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -378,13 +446,28 @@ def main(argv: list[str] | None = None) -> int:
         "--device", default="cuda", help="cpu: the same code on the CPU, to test its wiring"
     )
     parser.add_argument("--preset", default="paper", help="paper; smaller ones for tests")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="which checks to run")
+    parser.add_argument("--methods", default="", help="for the methods check; default all")
+    parser.add_argument("--loop-images", type=int, default=LOOP_IMAGES, help="per split")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("gpu_check: no CUDA: skipped", file=sys.stderr)
         result = skipped("no CUDA: skipped (torch.cuda.is_available() is False)")
     else:
-        result = check(args.steps, args.budget_s, args.switches.split(","), device, args.preset)
+        sections = args.sections.split(",")
+        names = [m for m in args.methods.split(",") if m]
+        switches = args.switches.split(",")
+        result = check(
+            args.steps,
+            args.budget_s,
+            switches,
+            device,
+            args.preset,
+            sections,
+            names,
+            args.loop_images,
+        )
     text = json.dumps(result, indent=2)
     if args.json_out:
         args.json_out.write_text(text + "\n", encoding="utf-8")
@@ -392,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
     else:
         _table(result)
+    if "headline" in result:
+        print(result["headline"], file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -409,6 +494,23 @@ def _table(result: dict[str, Any]) -> None:
         print(f"{name}: FAILED {error}")
     if result["left_out_over_budget"]:
         print("not run (over budget):", ", ".join(result["left_out_over_budget"]))
+    if result.get("profile"):
+        p = result["profile"]
+        print(f"profile: {p['kernels_per_step']} kernels/step, GPU busy {p['gpu_busy_share']}")
+    for name, cost in (result.get("methods") or {}).items():
+        text = cost.get("error") or (
+            f"{cost['s_per_step']:.4f} s/step, {cost['syncs_per_step']:.1f} syncs/step, "
+            f"≈ {cost['paper_minutes']:.0f} min per paper run ({cost['paper_epochs']} epochs)"
+        )
+        print(f"{name:>12}: {text}")
+    if result.get("loop"):
+        loop = result["loop"]
+        print(f"loop: {loop['status']}, epochs at {loop['epoch_s']} s, resumed {loop['resumed']}")
+    if result.get("concurrency"):
+        gains = {k: round(v["gain_vs_one"], 2) for k, v in result["concurrency"].items()}
+        print(f"jobs on one GPU → throughput vs one job: {gains}")
+    if result.get("second_gpu"):
+        print(f"cuda:1: {result['second_gpu']}")
 
 
 if __name__ == "__main__":
