@@ -20,7 +20,9 @@ one on CUDA:
   from a Python list is a blocking host→device copy (the supernet's
   ``weights[list(SLOT_EDGES)]``); a backward reuses the forward's device index.
 
-Each is attributed to the innermost ``harness/`` line that made it. Counts are per
+Each is attributed to the innermost ``harness/`` line that made it. ``ops`` counts the
+operations on device tensors other than views: roughly the kernels a step launches on
+CUDA (the CPU kernels of an op and its CUDA kernels need not be one to one). Counts are per
 search step (a weight step plus the method's α step), averaged over ``--steps``
 steps after one warm-up step, on the ``smoke`` shape (the counts do not depend on the
 shape: N, C and the batch change no Python path except the supernet's per-cell loop,
@@ -64,6 +66,7 @@ class HostSyncCounter(TorchDispatchMode):
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self._host: dict[int, weakref.ref] = {}
         self.cpu_only = 0  # > 0 inside a torch call whose reads happen on the CPU only
+        self.device_ops = 0  # ops on device tensors other than views
 
     # --- which tensors live on the host -------------------------------------------
     def mark_host(self, tensor: Any) -> Any:
@@ -89,6 +92,8 @@ class HostSyncCounter(TorchDispatchMode):
         host_inputs = all(self.is_host(t) for t in tensors)  # a factory: made on the host
         if func in INDEX_OPS:  # a Python-list index is made outside the dispatcher
             host_inputs = self.is_host(args[0])
+        if not func.is_view and not host_inputs:
+            self.device_ops += 1  # roughly one kernel launch on CUDA
         if func in SCALAR_READS and not host_inputs:
             self.record("read")
         if func in INDEX_OPS and not host_inputs and torch._C._current_graph_task_id() == -1:
@@ -207,7 +212,8 @@ def method_step_counts(method: str, steps: int, preset: str) -> dict[str, Any]:
             step()
     per_step = {kind: counter.total(kind) / steps for kind in KINDS}
     sites = {f"{kind} {site}": n / steps for (kind, site), n in sorted(counter.counts.items())}
-    return {"per_step": per_step, "syncs": sum(per_step.values()), "sites": sites}
+    ops = counter.device_ops / steps
+    return {"per_step": per_step, "syncs": sum(per_step.values()), "ops": ops, "sites": sites}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,10 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{'method':>12} {'read':>6} {'copy':>6} {'index':>6}  (per step, {args.preset})")
+    print(
+        f"{'method':>12} {'read':>6} {'copy':>6} {'index':>6} {'ops':>7}  (per step, {args.preset})"
+    )
     for name, counts in result.items():
         per = counts["per_step"]
-        print(f"{name:>12} {per['read']:6.1f} {per['copy']:6.1f} {per['list_index']:6.1f}")
+        print(
+            f"{name:>12} {per['read']:6.1f} {per['copy']:6.1f} {per['list_index']:6.1f} "
+            f"{counts['ops']:7.0f}"
+        )
     return 0
 
 

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from harness.config import Rule, integer, one_of, real
+from harness.devices import to_device
 from harness.methods import register
 from harness.methods.base import Batch, Method, StepContext
 from harness.methods.parts.sampling import dirichlet_sample
@@ -163,9 +164,15 @@ class Drnas(Method):
         beta = self.concentration()
         if self.mask is None:
             return dirichlet_sample(beta)
-        mask = self.mask_on_device
-        kept = dirichlet_sample(beta[mask].view(beta.shape[0], -1))
-        return torch.zeros_like(beta).masked_scatter(mask, kept)
+        kept_ops = self._kept_ops()  # gather, not beta[mask]: a bool index reads the device
+        kept = dirichlet_sample(beta.gather(-1, kept_ops))
+        return torch.zeros_like(beta).scatter(-1, kept_ops, kept)
+
+    def _kept_ops(self) -> Tensor:
+        """[6, keep_ops]: the indices of each edge's kept ops, ascending, where α is."""
+        assert self.mask is not None
+        ops = torch.arange(self.mask.shape[-1]).expand_as(self.mask)[self.mask]
+        return to_device(ops.view(self.mask.shape[0], -1), self.device)
 
     def _kept(self, values: Tensor) -> Tensor:
         return values if self.mask is None else values * self.mask_on_device
