@@ -158,8 +158,8 @@ def counting() -> Iterator[HostSyncCounter]:
         if target is not None and counter.is_host(self):
             if not kwargs.get("non_blocking"):
                 counter.record("copy")
-            if moved is self and not moved.requires_grad:  # on the CPU: the host tensor itself
-                moved = moved.detach().view_as(moved)
+            if moved is self:  # on the CPU: the host tensor itself ...
+                moved = moved.view_as(moved)  # (a view keeps its autograd history)
                 counter.forget(moved)  # ... but what the caller holds is a device tensor
         return moved
 
