@@ -76,6 +76,7 @@ class Config:
     threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
     deterministic: bool = True
     dtype: str = "float32"  # "float32" or "float64" (the ci gate: ISA-independent numerics)
+    tf32: bool = False  # CUDA float32 convolutions and matmuls in TF32 (faster, 10-bit mantissa)
     bf16: bool = False
     channels_last: bool = False
     compile: bool = False
@@ -134,6 +135,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "gap_eval_batch": 128,
         "rank_samples": 20,
         "threads": 1,
+        "device": "cpu",  # tests compare bits: never the GPU a machine happens to have
     },
     # The CI gate on the discretization gap: deterministic, a few seconds per method, and
     # trained long enough that α moves and a broken method shows (docs/ci-check.md).
@@ -149,6 +151,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "gap_eval_batch": 256,
         "rank_samples": 0,
         "threads": 1,
+        "device": "cpu",  # the baseline is CPU float64; a GPU would fail the gate spuriously
         "dtype": "float64",  # chaos amplifies float32 rounding across CPUs; see ci-check.md
     },
 }
@@ -176,11 +179,16 @@ BEFORE_FIELD: dict[str, Any] = {
     "split": "nb201",
     "rank_precision": "float32",
     "cuda_graphs": False,
+    "tf32": False,
 }
 """What a run recorded before a field existed did, field by field: a ``config.json``
 without the field is read with this value, so an older run still matches the config
 that reproduces it (and one that would not is told apart: a field whose new default
-changes behaviour names the old behaviour here, not the new default)."""
+changes behaviour names the old behaviour here, not the new default).
+
+``tf32``: before the field, a CUDA run convolved float32 in TF32 (cuDNN's default) and
+multiplied in full float32; no recorded run ran on CUDA (the project had no GPU), and
+on a CPU the switch changes nothing, so every older run is ``tf32=false``."""
 
 
 BEFORE_OPTION: dict[str, dict[str, Any]] = {"gdas": {"hold_unsampled": True}}
@@ -310,6 +318,7 @@ RULES: dict[str, Rule] = {
     "threads": integer(0, note="0 = torch's default"),
     "deterministic": BOOL,
     "dtype": one_of(*DTYPES),
+    "tf32": BOOL,
     "bf16": BOOL,
     "channels_last": BOOL,
     "compile": BOOL,
@@ -413,6 +422,8 @@ def _check_together(config: Config) -> None:
         raise _refuse("w_momentum", 0, "> 0 with w_nesterov=true (or set w_nesterov=false)")
     if config.bf16 and config.dtype != "float32":
         raise _refuse("bf16", True, f"false with dtype={config.dtype} (bf16 needs float32)")
+    if config.tf32 and config.dtype != "float32":
+        raise _refuse("tf32", True, f"false with dtype={config.dtype} (TF32 rounds float32)")
     if config.cuda_graphs:
         _check_cuda_graphs(config)
 

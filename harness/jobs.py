@@ -27,7 +27,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from harness import config as cfg
-from harness import results
+from harness import devices, results
 from harness.benchmark import Benchmark
 from harness.errors import WARNING_PREFIX, first_line, show_plainly
 from harness.search import Search
@@ -39,6 +39,7 @@ class Job:
     seed: int
     config: cfg.Config
     directory: Path
+    per_gpu: int = 1  # jobs that may share one GPU (the sweep's jobs ÷ GPUs, rounded up)
 
 
 def log_line(text: str) -> None:
@@ -68,29 +69,40 @@ def with_threads(job: Job, n_jobs: int, cores: int | None = None) -> Job:
 GPU_LOCKS = Path(tempfile.gettempdir()) / "harness-gpu-slots"
 
 
-@contextmanager
-def gpu_slot(config: cfg.Config, gpus: int) -> Iterator[cfg.Config]:
-    """With several GPUs, hold one GPU's lock for the job and pin the job to it.
+def slot_lock(gpu: int, slot: int) -> Path:
+    """The lock of one job slot on CUDA device ``gpu``, named after the physical card
+    (:func:`harness.devices.physical_id`): sweeps that number GPUs differently
+    (``CUDA_VISIBLE_DEVICES``) share a card's slots and never block another card's."""
+    return GPU_LOCKS / f"{devices.physical_id(gpu)}-slot-{slot}.lock"
 
-    A lock per GPU (shared by every sweep on the machine) keeps two jobs off one
-    GPU however the workers are scheduled; ``cuda:N`` configs are left alone.
+
+@contextmanager
+def gpu_slot(config: cfg.Config, gpus: int, per_gpu: int = 1) -> Iterator[cfg.Config]:
+    """With several GPUs, hold one of a GPU's ``per_gpu`` slot locks for the job and
+    pin the job to that GPU.
+
+    The locks (shared by every sweep on the machine) keep more than ``per_gpu`` jobs
+    off one GPU however the workers are scheduled; free slots are taken first-slot
+    first, so jobs spread over the GPUs before they share one. ``cuda:N`` configs are
+    left alone.
     """
     if gpus < 2 or config.device not in ("auto", "cuda"):
         yield config
         return
     GPU_LOCKS.mkdir(parents=True, exist_ok=True)
     while True:
-        for index in range(gpus):
-            lock = FileLock(str(GPU_LOCKS / f"gpu-{index}.lock"))
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
-                continue
-            try:
-                yield dataclasses.replace(config, device=f"cuda:{index}")
-            finally:
-                lock.release()
-            return
+        for slot in range(per_gpu):
+            for index in range(gpus):
+                lock = FileLock(str(slot_lock(index, slot)))
+                try:
+                    lock.acquire(timeout=0)
+                except Timeout:
+                    continue
+                try:
+                    yield dataclasses.replace(config, device=f"cuda:{index}")
+                finally:
+                    lock.release()
+                return
         time.sleep(1.0)
 
 
@@ -139,7 +151,7 @@ def execute(job: Job, data_dir: Path, table_path: Path, gpus: int = 0) -> dict[s
     try:
         for stray in results.remove_stray_temporaries(job.directory):
             log_line(f"removed {stray} (left by a write that was killed)")
-        with gpu_slot(job.config, gpus) as config:
+        with gpu_slot(job.config, gpus, job.per_gpu) as config:
             benchmark = Benchmark.load(data_dir, table_path)
             final = run_job(dataclasses.replace(job, config=config), data_dir, benchmark)
         (job.directory / results.FAILED).unlink(missing_ok=True)

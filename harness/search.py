@@ -11,6 +11,7 @@ directory is trusted, and where a run resumes from, :mod:`harness.rundir` decide
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,10 +51,31 @@ def configure_torch(config: Config, device: torch.device) -> None:
     """Seeds, threads and determinism switches, before anything random happens."""
     if config.threads > 0:
         torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = not config.deterministic
+        configure_cuda(config, device)
+    torch.manual_seed(config.seed)
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
+
+
+CUBLAS_WORKSPACE = ":4096:8"
+"""cuBLAS's deterministic workspace setting (CUDA's reproducibility notes)."""
+
+
+def configure_cuda(config: Config, device: torch.device) -> None:
+    """The run's GPU as the current device (streams, graphs and cuBLAS handles are per
+    device), its determinism and its float32 precision.
+
+    ``CUBLAS_WORKSPACE_CONFIG`` is read when cuBLAS starts, so it is set here, before
+    the first kernel of a fresh process; a value the user set is kept. TF32 is the
+    config's explicit choice (``tf32``), for cuDNN and matmuls alike.
+    """
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    if device.index is not None:  # "cuda" alone means the current device, as it is
+        torch.cuda.set_device(device)
+    torch.backends.cudnn.benchmark = not config.deterministic
+    torch.backends.cudnn.allow_tf32 = config.tf32
+    torch.backends.cuda.matmul.allow_tf32 = config.tf32
 
 
 @dataclass
@@ -84,7 +106,7 @@ class SearchState:
         return _in_layout(images, self.channels_last), labels
 
     def checkpoint(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
+        state = {
             "epoch": self.epoch,
             "wall_s": self.wall_s,
             "cpu_s": self.cpu_s,
@@ -95,16 +117,37 @@ class SearchState:
             "torch_rng": torch.get_rng_state(),
             "records": records,
         }
+        device = self.device()
+        if device.type == "cuda":  # SDARTS's noise and DrNAS's Dirichlet draw from it
+            state["cuda_rng"] = torch.cuda.get_rng_state(device)
+        return state
+
+    def device(self) -> torch.device:
+        return self.data.eval_images.device
 
     def restore(self, state: dict[str, Any]) -> list[dict[str, Any]]:
         self.model.load_state_dict(state["model"])
         self.method.load_state_dict(state["method"])
         self.w_optimizer.load_state_dict(state["w_optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(host_bytes(state["torch_rng"]))
+        self._restore_cuda_rng(state.get("cuda_rng"))
         self.epoch, self.wall_s = state["epoch"], state["wall_s"]
         self.cpu_s = state.get("cpu_s", 0.0)
         return list(state["records"])
+
+    def _restore_cuda_rng(self, saved: Tensor | None) -> None:
+        """The GPU generator as saved; a checkpoint from a CPU run (or one from before
+        this was saved) leaves the freshly seeded generator as it is."""
+        device = self.device()
+        if saved is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(host_bytes(saved), device)
+
+
+def host_bytes(state: Tensor) -> Tensor:
+    """A generator state as torch wants it back, a CPU ``uint8`` tensor, wherever the
+    checkpoint was mapped to (``torch.load(map_location=cuda)`` moves it to the GPU)."""
+    return state.to(device="cpu", dtype=torch.uint8)
 
 
 def torch_dtype(config: Config) -> torch.dtype:

@@ -12,6 +12,8 @@ run directory's lock, so concurrent invocations never run the same job twice.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import numbers
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -173,6 +175,12 @@ def default_jobs(jobs: list[Job]) -> int:
     return max(1, min(pending, os.cpu_count() or 1))
 
 
+def per_gpu(n_jobs: int, gpus: int) -> int:
+    """Jobs one GPU takes at a time: ``--jobs`` spread over the GPUs (8 jobs on 4 GPUs:
+    2 each), so one small supernet does not leave a large GPU mostly idle."""
+    return max(1, math.ceil(n_jobs / gpus)) if gpus else 1
+
+
 # --- the sweep ------------------------------------------------------------------------
 def run_jobs(
     jobs: list[Job],
@@ -204,7 +212,8 @@ def run_jobs(
             pending.append(index)
     n_jobs = max(1, min(n_jobs or default_jobs([jobs[i] for i in pending]), len(pending) or 1))
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    tasks = [(i, jobs[i], data_dir, table_path, gpus) for i in pending]
+    shared = [dataclasses.replace(job, per_gpu=per_gpu(n_jobs, gpus)) for job in jobs]
+    tasks = [(i, shared[i], data_dir, table_path, gpus) for i in pending]
     for index, outcome in _dispatch(tasks, n_jobs, backend):
         finals[index] = outcome
         reason = f" ({outcome['reason']})" if outcome.get("reason") else ""

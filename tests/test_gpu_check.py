@@ -36,7 +36,7 @@ def test_gpu_check_skips_cleanly_without_cuda(tmp_path: Path) -> None:
 def test_gpu_check_measures_and_compares_on_cpu(tmp_path: Path) -> None:
     """The CUDA path's code on the CPU: fp32 twice (determinism), a switch compared with
     fp32, and cuda_graphs refused with its plan-time error, reported, not fatal."""
-    args = ["--device", "cpu", "--preset", "smoke", "--steps", "2"]
+    args = ["--device", "cpu", "--preset", "smoke", "--steps", "2", "--sections", "switches"]
     done, result = run([*args, "--switches", "fp32,channels_last,cuda_graphs"], tmp_path)
     assert done.returncode == 0, done.stderr
     assert result["status"] == "partial"
@@ -46,3 +46,24 @@ def test_gpu_check_measures_and_compares_on_cpu(tmp_path: Path) -> None:
     assert switch["s_per_step"] > 0 and switch["img_per_s"] > 0
     assert 0 <= switch["max_prob_diff_vs_fp32"] < 0.05
     assert "cuda_graphs needs a CUDA device" in result["errors"]["cuda_graphs"]
+
+
+def test_gpu_check_runs_its_loop_methods_and_profile_on_cpu(tmp_path: Path) -> None:
+    """The new checks' code on the CPU: the real loop finishes, then resumes from its
+    checkpoint instead of restarting; each method's three steps are timed and projected
+    to a paper run; the CUDA-only figures are null here; the last line is the headline."""
+    args = ["--device", "cpu", "--preset", "smoke", "--steps", "2", "--loop-images", "128"]
+    sections = ["--sections", "profile,methods,loop,concurrency", "--methods", "darts,gdas"]
+    done, result = run([*args, *sections], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert result["status"] == "ok", result["errors"]
+    loop = result["loop"]
+    assert loop["status"] == "finished" and loop["resumed"] is True and loop["same_result"]
+    assert loop["steps_per_epoch"] == 128 // 32 and loop["paper_minutes"] > 0
+    assert set(result["methods"]) == {"darts", "gdas"}
+    gdas = result["methods"]["gdas"]
+    assert gdas["paper_epochs"] == 250 and gdas["paper_minutes"] > 0
+    assert gdas["syncs_per_step"] == 0.0  # counted by CUDA only: none on a CPU
+    assert result["profile"]["kernels_per_step"] is None and result["concurrency"] is None
+    assert result["headline"].startswith("paper DARTS-V1 ≈ ")
+    assert done.stdout.strip().splitlines()[-1] == result["headline"]

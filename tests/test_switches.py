@@ -127,7 +127,7 @@ def test_cuda_graphs_is_refused_with_cpu_bf16_or_compile() -> None:
         smoke(cuda_graphs="true", device="cpu")
     for other in ("bf16", "compile"):
         with pytest.raises(UsageError, match=f"false with {other}=true"):
-            smoke(cuda_graphs="true", **{other: "true"})
+            smoke(cuda_graphs="true", device="cuda", **{other: "true"})
     smoke(cuda_graphs="true", device="cuda")  # a CUDA device: allowed (checked where it runs)
 
 
@@ -139,7 +139,7 @@ def test_cuda_graphs_with_device_auto_is_refused_at_plan_time_without_cuda(
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     argv = ["run", "--preset", "smoke", "--results", str(tmp_path / "r")]
     with pytest.raises(SystemExit) as exit_:
-        raise SystemExit(main([*argv, "--set", "cuda_graphs=true"]))
+        raise SystemExit(main([*argv, "--set", "cuda_graphs=true", "--set", "device=auto"]))
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "cuda_graphs=true" in err and "device=auto finds none here" in err

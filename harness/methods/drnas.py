@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from harness.config import Rule, integer, one_of, real
+from harness.devices import to_device
 from harness.methods import register
 from harness.methods.base import Batch, Method, StepContext
 from harness.methods.parts.sampling import dirichlet_sample
@@ -79,8 +80,9 @@ def concentration(theta: Tensor) -> Tensor:
 
 def kl_to_uniform(beta: Tensor) -> Tensor:
     """Σ_e KL(Dir(β_e) ‖ Dir(1)) (DrNAS's anchor is the flat Dirichlet)."""
-    flat = torch.distributions.Dirichlet(torch.ones_like(beta))
-    return torch.distributions.kl_divergence(torch.distributions.Dirichlet(beta), flat).sum()
+    dirichlet = torch.distributions.Dirichlet  # unvalidated: the check reads the device
+    flat = dirichlet(torch.ones_like(beta), validate_args=False)
+    return torch.distributions.kl_divergence(dirichlet(beta, validate_args=False), flat).sum()
 
 
 def prune_mask(theta: Tensor, keep: int) -> Tensor:
@@ -143,6 +145,7 @@ class Drnas(Method):
             for group in self.optimizer.param_groups:
                 group["weight_decay"] = 0.0
         self.mask: Tensor | None = None  # ops kept after pruning (host bool [6, 5])
+        self.mask_on_device: Tensor | None = None  # the same, where α is (no copy per step)
         self.stage = 0
 
     @classmethod
@@ -163,12 +166,18 @@ class Drnas(Method):
         beta = self.concentration()
         if self.mask is None:
             return dirichlet_sample(beta)
-        mask = self.mask.to(beta.device)
-        kept = dirichlet_sample(beta[mask].view(beta.shape[0], -1))
-        return torch.zeros_like(beta).masked_scatter(mask, kept)
+        kept_ops = self._kept_ops()  # gather, not beta[mask]: a bool index reads the device
+        kept = dirichlet_sample(beta.gather(-1, kept_ops))
+        return torch.zeros_like(beta).scatter(-1, kept_ops, kept)
+
+    def _kept_ops(self) -> Tensor:
+        """[6, keep_ops]: the indices of each edge's kept ops, ascending, where α is."""
+        assert self.mask is not None
+        ops = torch.arange(self.mask.shape[-1]).expand_as(self.mask)[self.mask]
+        return to_device(ops.view(self.mask.shape[0], -1), self.device)
 
     def _kept(self, values: Tensor) -> Tensor:
-        return values if self.mask is None else values * self.mask.to(values.device)
+        return values if self.mask is None else values * self.mask_on_device
 
     def active_mask(self) -> Tensor | None:
         return self.mask
@@ -197,9 +206,10 @@ class Drnas(Method):
 
     def _enter_stage(self, ctx: StepContext) -> None:
         """Stage 2: prune to the top ``keep_ops`` by θ, zero the rest, widen to K_end."""
-        self.mask = prune_mask(self.alpha, self.options.keep_ops).cpu()
+        self.mask_on_device = prune_mask(self.alpha, self.options.keep_ops)
+        self.mask = self.mask_on_device.cpu()  # once per run
         with torch.no_grad():
-            self.alpha.masked_fill_(~self.mask.to(self.alpha.device), 0.0)
+            self.alpha.masked_fill_(~self.mask_on_device, 0.0)
         widen_partial_channels(ctx.model, ctx.w_optimizer, self.options.k_end)
         self.stage = 1
 
@@ -226,6 +236,8 @@ class Drnas(Method):
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.stage = int(state.get("stage", 0))
-        self.mask = state.get("mask")
+        mask = state.get("mask")  # mapped to the run's device by the checkpoint's load
+        self.mask = None if mask is None else mask.cpu()
+        self.mask_on_device = None if mask is None else mask.to(self.device)
         if self.stage == 1:
             self.model.set_partial_channels(self.options.k_end)

@@ -37,13 +37,15 @@ import torch
 from torch import Tensor
 
 from harness.config import Rule, real
+from harness.devices import to_device
 from harness.methods import register
 from harness.methods.base import Batch, Method, StepContext
 from harness.methods.parts.sampling import linear_temperature, straight_through_gumbel
-from harness.supernet import CONV1, CONV3, SLOT, SearchCell
+from harness.supernet import CONV1, CONV3, SLOT_EDGES, SearchCell
 
-Held = tuple[Tensor, list[int], Tensor, Tensor | None]
-"""A parameter, its rows of unsampled ops, their values and momentum before the step."""
+Held = tuple[Tensor, Tensor, Tensor, Tensor | None]
+"""A parameter, its rows of unsampled ops (bool, on the device), its values and
+momentum before the step."""
 
 
 @dataclass
@@ -89,31 +91,35 @@ class Gdas(Method):
         return weights.detach(), active
 
     def before_weight_update(self, ctx: StepContext) -> None:
-        """Keep the rows of the conv ops this step did not sample, and their momentum."""
+        """Keep the conv kernels, biases and momentum of the cells, to put back the
+        rows of the ops this step did not sample (selected on the device: no sync)."""
         self._held = []
         if self._step_active is None or not self.options.hold_unsampled:
             return
-        for layer in self.model.layers:
-            if not isinstance(layer, SearchCell):
+        for kind, op in (("conv3", CONV3), ("conv1", CONV1)):
+            unsampled = ~self._step_active[list(SLOT_EDGES), op]  # host, storage row order
+            if not bool(unsampled.any()):
                 continue
-            for kind, op in (("conv3", CONV3), ("conv1", CONV1)):
-                rows = [SLOT[k] for k in range(len(SLOT)) if not self._step_active[k, op]]
-                if not rows:
+            rows = to_device(unsampled, self.device)
+            for layer in self.model.layers:
+                if not isinstance(layer, SearchCell):
                     continue
                 for name in ("weight", "bias"):
                     param = getattr(layer, f"{kind}_{name}")
                     buffer = ctx.w_optimizer.state.get(param, {}).get("momentum_buffer")
-                    saved = None if buffer is None else buffer[rows].clone()
-                    self._held.append((param, rows, param.detach()[rows].clone(), saved))
+                    saved = None if buffer is None else buffer.clone()
+                    self._held.append((param, rows, param.detach().clone(), saved))
 
     def after_weight_step(self, ctx: StepContext, grad_norm: Tensor) -> None:
         """Put those rows back: SGD skips AutoDL's unsampled modules (no gradient)."""
         with torch.no_grad():
             for param, rows, values, momentum in self._held:
-                param[rows] = values
+                held = rows.view(-1, *[1] * (param.dim() - 1))
+                param.copy_(torch.where(held, values, param))
                 buffer = ctx.w_optimizer.state.get(param, {}).get("momentum_buffer")
                 if buffer is not None:  # no buffer before: as if the module had none yet
-                    buffer[rows] = 0.0 if momentum is None else momentum
+                    before = torch.zeros_like(buffer) if momentum is None else momentum
+                    buffer.copy_(torch.where(held, before, buffer))
         self._held = []
 
     def arch_step(self, ctx: StepContext, train: Batch, valid: Batch) -> None:

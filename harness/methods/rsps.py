@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from harness.config import Rule, integer
+from harness.devices import to_device
 from harness.methods import register
 from harness.methods.base import Batch, Method, StepContext
 from harness.space import NUM_EDGES, NUM_OPS, Cell
@@ -74,9 +75,9 @@ class Rsps(Method):
     def weight_step_inputs(self) -> tuple[Tensor, Tensor | None]:
         """This step's cell, drawn uniformly (one op per edge), and its mask: the fused
         supernet computes only the drawn path."""
-        ops = torch.from_numpy(self.paths.integers(0, NUM_OPS, NUM_EDGES)).to(self.device)
-        path = F.one_hot(ops, NUM_OPS).to(self.dtype)
-        return path, path.bool().cpu()
+        ops = torch.from_numpy(self.paths.integers(0, NUM_OPS, NUM_EDGES))
+        mask = F.one_hot(ops, NUM_OPS).bool()  # drawn on the host: the mask stays there
+        return to_device(mask.to(self.dtype), self.device), mask
 
     def after_weight_step(self, ctx: StepContext, grad_norm: Tensor) -> None:
         del ctx, grad_norm

@@ -66,7 +66,7 @@ def pgd_perturbation(
         current = clip_to_simplex(clean + (moved - clean).clamp(-epsilon, epsilon))
     with torch.no_grad():
         loss_after = loss(current)
-    return clean if bool(loss_before > loss_after) else current.detach()
+    return torch.where(loss_before > loss_after, clean, current.detach())  # no host sync
 
 
 def with_aux_skip(weights: Tensor, beta: float) -> Tensor:

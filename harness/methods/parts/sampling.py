@@ -1,9 +1,11 @@
 """Stochastic edge weights shared by the sampling baselines (GDAS, SNAS, DrNAS).
 
-Every draw is made on the CPU from the global torch generator and then moved to α's
-device: the numbers are the same on CPU and CUDA, and the generator's state is what
-the checkpoint saves (``torch_rng``), so a resumed run draws what it would have drawn.
-The draws are a few dozen numbers per step, so the transfer costs nothing measurable.
+The Gumbel draws are made on the CPU from the global torch generator and then moved to
+α's device through pinned memory (:func:`harness.devices.to_device`: queued, no host
+sync): the numbers are the same on CPU and CUDA, and the generator's state is what the
+checkpoint saves (``torch_rng``), so a resumed run draws what it would have drawn. The
+Dirichlet draw is made on α's device, from its generator (on CUDA the checkpoint's
+``cuda_rng``): moving the concentration to the CPU first would wait for the GPU.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from harness.devices import to_device
 
 
 def linear_temperature(epoch: int, span: int, tau_max: float, tau_min: float) -> float:
@@ -34,7 +38,7 @@ def gumbel_noise(shape: torch.Size | tuple[int, ...], dtype: torch.dtype) -> Ten
 def gumbel_softmax(logits: Tensor, tau: float) -> Tensor:
     """A relaxed one-hot sample softmax((logits + g)/τ) per row, differentiable in
     ``logits`` (SNAS; ``F.gumbel_softmax(hard=False)`` in DrNAS's NB201 code)."""
-    noise = gumbel_noise(logits.shape, logits.dtype).to(logits.device)
+    noise = to_device(gumbel_noise(logits.shape, logits.dtype), logits.device)
     return ((logits + noise) / tau).softmax(-1)
 
 
@@ -43,20 +47,27 @@ def straight_through_gumbel(alpha: Tensor, tau: float) -> tuple[Tensor, Tensor]:
 
     p̃ = softmax((log_softmax(α) + g)/τ), h = onehot(argmax p̃); returns the weights
     h − sg(p̃) + p̃ (exactly h in value, p̃'s gradient) and the host bool mask of h.
+
+    The mask must be on the host (the supernet computes only the sampled ops), so each
+    draw reads the device once: the sampled indices and "p̃ is finite" (AutoDL redraws
+    otherwise) in one copy.
     """
     while True:
-        noise = gumbel_noise(alpha.shape, alpha.dtype).to(alpha.device)
+        noise = to_device(gumbel_noise(alpha.shape, alpha.dtype), alpha.device)
         probs = ((alpha.log_softmax(-1) + noise) / tau).softmax(-1)
-        if bool(torch.isfinite(probs).all()):
+        index = probs.detach().argmax(-1)
+        finite = torch.isfinite(probs).all().to(index.dtype).view(1)
+        read = torch.cat([index.flatten(), finite]).cpu()  # the one host sync of a draw
+        if bool(read[-1]):
             break
-    index = probs.detach().argmax(-1)
     hard = F.one_hot(index, alpha.shape[-1]).to(probs.dtype)
-    return hard - probs.detach() + probs, hard.bool().cpu()
+    mask = F.one_hot(read[:-1].view(index.shape), alpha.shape[-1]).bool()
+    return hard - probs.detach() + probs, mask
 
 
 def dirichlet_sample(concentration: Tensor) -> Tensor:
     """A pathwise (reparameterised) Dirichlet sample per row (DrNAS): gradients reach
-    the concentration through ``rsample``'s implicit reparameterisation."""
-    on_cpu = concentration.cpu()
-    sample = torch.distributions.Dirichlet(on_cpu).rsample()
-    return sample.to(concentration.device)
+    the concentration through ``rsample``'s implicit reparameterisation. Drawn where
+    the concentration is (on a CPU the same numbers as before; no host sync on CUDA)."""
+    # validate_args=False: the check that β > 0 reads the device (β = ELU + 1 is > 0)
+    return torch.distributions.Dirichlet(concentration, validate_args=False).rsample()
