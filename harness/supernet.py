@@ -331,11 +331,15 @@ class SearchCell(nn.Module):
         return mean.clone(), var.clone()
 
     def _store_stats(self, kind: str, slots: list[int], mean: Tensor, var: Tensor) -> None:
-        """Write the updated running statistics back, row by row (no index tensor)."""
+        """Write the updated running statistics back: one slice copy for consecutive
+        slots (every dense source), else row by row (no index tensor either way)."""
         c = self.op_channels
         with torch.no_grad():
             for name, value in (("running_mean", mean), ("running_var", var)):
                 stored, rows = getattr(self, f"{kind}_{name}"), value.view(len(slots), c)
+                if _consecutive(slots):
+                    stored[slots[0] : slots[0] + len(slots), :c].copy_(rows)
+                    continue
                 for row, slot in enumerate(slots):
                     stored[slot, :c].copy_(rows[row])
 
@@ -506,12 +510,25 @@ class SearchCell(nn.Module):
         return y
 
 
+def _consecutive(slots: list[int]) -> bool:
+    return slots == list(range(slots[0], slots[0] + len(slots)))
+
+
 def _rows(tensor: Tensor, slots: list[int]) -> Tensor:
-    """``tensor[slots]``: a view when the slots are consecutive, else the rows stacked
-    (integer slices: no index tensor is built from the list, so no host-to-device copy)."""
-    if slots == list(range(slots[0], slots[0] + len(slots))):
+    """``tensor[slots]``: a view when the slots are consecutive, else one gather with a
+    cached device index (no index built from the list per call: no host-to-device copy)."""
+    if _consecutive(slots):
         return tensor[slots[0] : slots[0] + len(slots)]
-    return torch.cat([tensor[s : s + 1] for s in slots])
+    return tensor.index_select(0, _slot_index(tuple(slots), tensor.device))
+
+
+@functools.cache
+def _slot_index(slots: tuple[int, ...], device: torch.device) -> Tensor:
+    """A device-resident index (storage rows, or ops of an edge), built once per index set
+    and device (at most 2^6 sets): gathering with it copies nothing from the host after
+    its first use."""
+    with torch.inference_mode(False):
+        return torch.tensor(slots, device=device)
 
 
 def _sum(terms: list[Tensor]) -> Tensor:
@@ -538,7 +555,7 @@ def _constant_terms(weights: Tensor, active: Tensor | None) -> list[Tensor | Non
     for k, (target, _) in enumerate(EDGES):
         off = [o for o in range(NUM_OPS) if not rows[k][o]]
         if off:
-            term = _sum([weights[k, o] for o in off])  # integer selects: no index tensor
+            term = weights[k].index_select(0, _slot_index(tuple(off), weights.device)).sum()
             totals[target] = term if totals[target] is None else totals[target] + term
     return totals
 
