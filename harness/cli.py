@@ -174,7 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=REPORTS,
         help="where to write (default: %(default)s; the committed reports: reports)",
     )
-    report.add_argument("--data-dir", type=text, help="for the space-optimum row; " + DATA_DIR_HELP)
+    report.add_argument(
+        "--data-dir",
+        type=text,
+        help="the NB201 table, for the space-optimum row and the discretization judged by it; "
+        + DATA_DIR_HELP,
+    )
     report.add_argument(
         "--check",
         action="store_true",
