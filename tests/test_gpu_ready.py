@@ -257,7 +257,6 @@ def test_the_counter_sees_each_kind_of_sync() -> None:
     assert counter.total("list_index") == 1
 
 
-@pytest.mark.xfail(strict=True, reason="the supernet's rewrite (lead) removes list indexing")
 def test_the_supernets_forward_never_indexes_with_a_python_list(float64_default: None) -> None:
     state = tiny_state(make("darts"))
     images = next(state.data.train.epoch_batches(0))[0]
