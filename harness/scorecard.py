@@ -94,8 +94,9 @@ def judge_uniform_ranks(frame: pd.DataFrame, published: pd.DataFrame) -> Verdict
     taus = [t for t in runs.get("rank_kendall_tau", pd.Series(dtype=float)) if not pd.isna(t)]
     if not taus:
         return Verdict("no finished rsps run with a ranking", NOT_RUN)
-    cells = runs["ranking_cells"].map(lambda c: len(c) if isinstance(c, list) else 0)
-    measured = f"rsps one-shot τ {mean_interval(taus)} over {int(cells.median())} cells"
+    cells = runs.get("rank_samples", pd.Series(dtype=float)).dropna()
+    over = f" over {int(cells.median())} cells" if not cells.empty else ""
+    measured = f"rsps one-shot τ {mean_interval(taus)}{over}"
     ok = float(np.mean(taus)) >= UNIFORM_TAU_RULE
     return Verdict(measured, REPRODUCED if ok else NOT_REPRODUCED)
 

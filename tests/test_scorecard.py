@@ -53,15 +53,15 @@ def test_a_sweep_without_the_methods_is_not_run_everywhere() -> None:
 
 
 def test_uniform_ranking_needs_the_mean_tau_at_the_rule() -> None:
-    cells = list(range(200))
-    good = [
-        run("rsps", s, rank_kendall_tau=t, ranking_cells=cells) for s, t in enumerate((0.42, 0.45))
-    ]
-    bad = [
-        run("rsps", s, rank_kendall_tau=t, ranking_cells=cells) for s, t in enumerate((0.2, 0.3))
-    ]
+    taus = {"good": (0.42, 0.45), "bad": (0.2, 0.3)}
+    good, bad = (
+        [run("rsps", s, rank_kendall_tau=t, rank_samples=200) for s, t in enumerate(taus[k])]
+        for k in ("good", "bad")
+    )
     assert verdicts(good)["uniform_ranks"] == scorecard.REPRODUCED
     assert verdicts(bad)["uniform_ranks"] == scorecard.NOT_REPRODUCED
+    rows = scorecard.scorecard(pd.DataFrame(good), report.load_published(), "test-preset")
+    assert "over 200 cells" in rows[0]["this sweep"]
 
 
 def test_darts_collapse_counts_skip_edges_of_most_seeds() -> None:
