@@ -47,7 +47,7 @@ METHODS: dict[str, tuple[str, str]] = {
     ),
     "fairdarts": (
         "harness.methods.fairdarts",
-        "FairDARTS: sigmoid(α) weights, α loss + 10·zero-one loss; argmax σ per edge",
+        "FairDARTS: sigmoid(α) weights, α loss + 10·zero-one loss; σ ≥ 0.85 per edge",
     ),
     "gdas": (
         "harness.methods.gdas",
