@@ -237,10 +237,6 @@ class Benchmark:
         record = self._frame.iloc[self.index_of(cell)]
         return {column: _plain(value) for column, value in record.items()}
 
-    def to_frame(self) -> pd.DataFrame:
-        """A copy of the whole table, sorted by index, for reports and analysis."""
-        return self._frame.copy()
-
 
 # --- names -------------------------------------------------------------------
 def column_for(dataset: str, split: str) -> str:

@@ -43,7 +43,6 @@ from harness.space import NUM_EDGES, NUM_OPS, OPS, Cell
 if TYPE_CHECKING:
     from harness.search import SearchState
 
-SELECTIONS = ("argmax", "pt")
 PT_LR_FACTOR = 0.1  # [S] fine-tuning lr = base lr / 10 (projection.py: reset_optimizer)
 CODE_INTERVALS = (5, 5, 5, 5, 4)
 """[S] Epochs fine-tuned after each of the first five decisions: projections at epochs
