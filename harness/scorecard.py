@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from harness import metrics
+from harness import inference, metrics
 from harness.space import Cell
 
 REPRODUCED, NOT_REPRODUCED, NOT_RUN = "reproduced", "not reproduced", "not run"
@@ -80,8 +79,8 @@ def mean_interval(values: list[float]) -> str:
     mean = float(np.mean(clean))
     if len(clean) == 1:
         return f"{mean:.2f} (n = 1, no interval)"
-    half = stats.t.ppf(0.975, len(clean) - 1) * np.std(clean, ddof=1) / math.sqrt(len(clean))
-    return f"{mean:.2f} [{mean - half:.2f}, {mean + half:.2f}] (n = {len(clean)})"
+    low, high = inference.t_interval(clean)
+    return f"{mean:.2f} [{low:.2f}, {high:.2f}] (n = {len(clean)})"
 
 
 def _skip_edges(arch: str) -> int:
