@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -100,6 +101,10 @@ def _whole(width: int, depth: int, epochs: int) -> tuple[str, str, dict[str, Any
     return name, label, overrides
 
 
+RSPS_SEEDS = 3
+"""rsps seeds per whole-split setting: one seed's τ moved from +0.23 to −0.14 on the same
+100 cells between two code versions (docs/presets.md), so a row's τ is a mean over seeds."""
+
 WHOLE_SPLIT: list[tuple[str, str, dict[str, Any]]] = [
     # cheapest first: a sweep that is cut short still leaves the most informative rows
     _whole(8, 1, 10),
@@ -114,11 +119,17 @@ WHOLE_SPLIT: list[tuple[str, str, dict[str, Any]]] = [
 
 
 def command(
-    name: str, overrides: dict[str, Any], methods: tuple[str, ...], jobs: int = 2
+    name: str,
+    overrides: dict[str, Any],
+    methods: tuple[str, ...],
+    jobs: int = 2,
+    seeds: str = "1",
 ) -> list[str]:
+    """The ``harness run`` line of one setting; ``seeds`` as the CLI takes it (``1``: seed
+    0; ``1,2``: seeds 1 and 2)."""
     sets = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in overrides.items()]
     args = [sys.executable, "-m", "harness", "run", "--preset", "proxy"]
-    args += ["--methods", ",".join(methods), "--seeds", "1", "--jobs", str(jobs)]
+    args += ["--methods", ",".join(methods), "--seeds", seeds, "--jobs", str(jobs)]
     args += ["--results", str(RUNS / name)]
     for item in sets:
         args += ["--set", item]
@@ -126,6 +137,7 @@ def command(
 
 
 def run(only: set[str] | None, jobs: int = 2) -> None:
+    whole = {n for n, _, _ in WHOLE_SPLIT}
     for name, _, overrides, methods in [
         *((n, w, o, METHODS) for n, w, o in SETTINGS),
         *((n, w, o, ("rsps",)) for n, w, o in RSPS_ONLY),
@@ -133,22 +145,29 @@ def run(only: set[str] | None, jobs: int = 2) -> None:
     ]:
         if only and name not in only:
             continue
-        if all(load(name, method) is not None for method in methods):
-            continue  # finished (possibly under an earlier MEASURE; its config.json says)
         measure = {
             k: v for k, v in MEASURE.items() if not (name == "proxy" and k.endswith("candidates"))
         }
-        args = command(name, {**measure, **overrides}, methods, jobs)
-        print(f"== {name}: {' '.join(args[1:])}", flush=True)
-        started = time.perf_counter()
-        subprocess.run(args, check=True, cwd=ROOT)
-        print(f"== {name}: {time.perf_counter() - started:.0f} s", flush=True)
+        if any(load(name, method) is None for method in methods):
+            _run_one(name, command(name, {**measure, **overrides}, methods, jobs))
+        extra = [s for s in range(1, RSPS_SEEDS) if load(name, "rsps", s) is None]
+        if name in whole and extra:
+            seeds = ",".join(map(str, extra)) + ("," if len(extra) == 1 else "")
+            _run_one(name, command(name, {**measure, **overrides}, ("rsps",), jobs, seeds))
+
+
+def _run_one(name: str, args: list[str]) -> None:
+    """One ``harness run`` of the study; finished runs it names are skipped by the harness."""
+    print(f"== {name}: {' '.join(args[1:])}", flush=True)
+    started = time.perf_counter()
+    subprocess.run(args, check=True, cwd=ROOT)
+    print(f"== {name}: {time.perf_counter() - started:.0f} s", flush=True)
 
 
 def load(
-    name: str, method: str, runs_root: Path = RUNS
+    name: str, method: str, seed: int = 0, runs_root: Path = RUNS
 ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    runs = list((runs_root / name).glob(f"*/cifar10/{method}/seed-0/final.json"))
+    runs = list((runs_root / name).glob(f"*/cifar10/{method}/seed-{seed}/final.json"))
     if not runs:
         return None
     final = json.loads(runs[0].read_text())
@@ -161,24 +180,43 @@ def skip_count(arch: str) -> int:
 
 
 def row(name: str, label: str, runs_root: Path = RUNS) -> dict[str, Any] | None:
-    darts, rsps = load(name, "darts", runs_root), load(name, "rsps", runs_root)
+    darts, rsps = load(name, "darts", 0, runs_root), load(name, "rsps", 0, runs_root)
     if darts is None and rsps is None:
         return None
     out: dict[str, Any] = {"setting": name, "what": label, "skip_by_epoch": []}
     if darts is not None:
         out |= _darts_columns(*darts)
     if rsps is not None:
-        final, _ = rsps
-        rank = final.get("ranking", {})
-        out |= {
-            "rsps_wall_s": round(final["wall_s"]),
-            "rsps_cpu_s": round(final["cpu_s"] + rank.get("cpu_s", 0)),
-            "rsps_supernet_acc": round(final["gap"]["supernet_valid_acc"], 1),
-            "rsps_tau": _round(rank.get("kendall_tau")),
-            "rsps_split_half_tau": _round(rank.get("split_half", {}).get("kendall_tau")),
-            "rsps_c10_test": round(final["nb201"]["cifar10"]["test"], 2),
-        }
+        out |= _rsps_columns(rsps[0], _rsps_taus(name, runs_root))
     return out
+
+
+def _rsps_taus(name: str, runs_root: Path) -> list[tuple[float, float]]:
+    """Each finished rsps seed's (accuracy τ, loss τ), seed 0 first."""
+    taus = []
+    for seed in range(RSPS_SEEDS):
+        if (found := load(name, "rsps", seed, runs_root)) is not None:
+            rank = found[0].get("ranking", {})
+            taus.append((rank["kendall_tau"], rank["kendall_tau_neg_loss"]))
+    return taus
+
+
+def _rsps_columns(final: dict[str, Any], taus: list[tuple[float, float]]) -> dict[str, Any]:
+    """Seed 0's costs and accuracies; τ as the mean over the seeds that ran, with their
+    spread (sample standard deviation; none for one seed)."""
+    rank = final.get("ranking", {})
+    acc, loss = [t[0] for t in taus], [t[1] for t in taus]
+    return {
+        "rsps_wall_s": round(final["wall_s"]),
+        "rsps_cpu_s": round(final["cpu_s"] + rank.get("cpu_s", 0)),
+        "rsps_supernet_acc": round(final["gap"]["supernet_valid_acc"], 1),
+        "rsps_seeds": len(taus),
+        "rsps_tau": _round(sum(acc) / len(acc)),
+        "rsps_tau_sd": _round(statistics.stdev(acc)) if len(acc) > 1 else None,
+        "rsps_tau_loss": _round(sum(loss) / len(loss)),
+        "rsps_split_half_tau": _round(rank.get("split_half", {}).get("kendall_tau")),
+        "rsps_c10_test": round(final["nb201"]["cifar10"]["test"], 2),
+    }
 
 
 def _darts_columns(final: dict[str, Any], epochs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -206,7 +244,8 @@ def _round(value: float | None) -> float | None:
 COLUMNS = (
     "setting", "darts_cpu_s", "rsps_cpu_s", "supernet_acc", "onehot_acc", "alpha_max_prob",
     "alpha_entropy", "skip_edges", "none_edges", "darts_c10_test", "darts_tau",
-    "darts_split_half_tau", "rsps_supernet_acc", "rsps_tau", "rsps_split_half_tau", "rsps_c10_test",
+    "darts_split_half_tau", "rsps_supernet_acc", "rsps_seeds", "rsps_tau", "rsps_tau_sd",
+    "rsps_tau_loss", "rsps_split_half_tau", "rsps_c10_test",
 )  # fmt: skip
 
 

@@ -122,6 +122,22 @@ PRESETS: dict[str, dict[str, Any]] = {
         "rank_samples": 100,
         "rank_eval_size": 1024,
     },
+    # The whole 25k + 25k search split at 16 px (issue 27, docs/presets.md "The whole-split
+    # study"): the cheapest setting whose darts supernet passes 60 %; α's lr is
+    # travel-matched (steps × lr as in the paper); about 10 CPU-minutes per darts run.
+    "cpu25k": {
+        "C": 8,
+        "N": 1,
+        "resolution": 16,
+        "epochs": 10,
+        "train_size": 25000,
+        "valid_size": 25000,
+        "a_lr": 1.5e-3,
+        "gap_eval_size": 1024,
+        "gap_eval_batch": 256,
+        "rank_samples": 200,
+        "rank_eval_size": 1024,
+    },
     # Seconds per run: tests and the CI gate. Deterministic on CPU.
     "smoke": {
         "C": 4,
