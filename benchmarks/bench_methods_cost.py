@@ -2,7 +2,7 @@
 
 Every configuration trains the proxy-shaped supernet (C=8, N=1, batch 64,
 32×32 inputs) for ``--steps`` search steps — the method's α step plus the
-loop's own weight step (:func:`harness.search.weight_step`) — on fixed random
+loop's own weight step (:func:`harness.train.weight_step`) — on fixed random
 batches, at epoch 30 of 50 so every schedule is in its active phase (CDAO's λ_t
 mid-ramp, DA2S past its interval). Repetitions rotate the order of the
 configurations and the medians are reported, because other processes may share
@@ -33,11 +33,12 @@ from typing import Any
 import torch
 
 from harness import config as cfg
-from harness import methods, search
+from harness import methods
 from harness.methods.amended import amended_gradient, hessian_vector, mixed_hessian_vector
 from harness.methods.base import Method, StepContext, weight_params
 from harness.paths import find_data_dir
 from harness.supernet import SuperNet
+from harness.train import SearchState, weight_optimizer, weight_step
 
 EPOCH, EPOCHS = 30, 50
 CONFIGS: list[tuple[str, str, dict[str, str]]] = [
@@ -77,7 +78,7 @@ class Timing:
     alpha_steps: int  # arch_step calls that changed α
 
 
-def build(method: str, options: dict[str, str], seed: int) -> search.SearchState:
+def build(method: str, options: dict[str, str], seed: int) -> SearchState:
     overrides = {f"{method}.{k}": v for k, v in options.items()} | {"epochs": str(EPOCHS)}
     option_type = methods.method_class(method).Options
     config = cfg.resolve("proxy", method, overrides, option_type, seed, methods.option_keys())
@@ -85,12 +86,12 @@ def build(method: str, options: dict[str, str], seed: int) -> search.SearchState
     extra = methods.method_class(method).supernet_options(methods.options_for(config))
     model = SuperNet(config.C, config.N, 10, config.impl, config.track_running_stats, **extra)
     algorithm = methods.create(model, config, torch.device("cpu"))
-    optimizer, scheduler = search.weight_optimizer(model, config)  # config.epochs == EPOCHS
+    optimizer, scheduler = weight_optimizer(model, config)  # config.epochs == EPOCHS
     algorithm.begin_epoch(EPOCH)
     # A step uses only the model, method and optimizer; the data stub answers the
     # one question the state asks of it (which device, for autocast).
     data = SimpleNamespace(eval_images=torch.empty(0))
-    return search.SearchState(model, algorithm, optimizer, scheduler, data)  # type: ignore[arg-type]
+    return SearchState(model, algorithm, optimizer, scheduler, data)  # type: ignore[arg-type]
 
 
 def batches(count: int, size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -101,7 +102,7 @@ def batches(count: int, size: int, seed: int) -> list[tuple[torch.Tensor, torch.
     ]
 
 
-def search_step(state: search.SearchState, method: Method, step: int, data: Any) -> list[float]:
+def search_step(state: SearchState, method: Method, step: int, data: Any) -> list[float]:
     """One loop step; returns [arch seconds, weight seconds, 1 if α moved]."""
     train, valid = data
     ctx = StepContext(state.model, state.w_optimizer, EPOCH, step, 100, EPOCHS)
@@ -112,7 +113,7 @@ def search_step(state: search.SearchState, method: Method, step: int, data: Any)
         method.arch_step(ctx, train, valid)
         arch_s = time.perf_counter() - started
     started = time.perf_counter()
-    search.weight_step(state, ctx, train)
+    weight_step(state, ctx, train)
     weight_s = time.perf_counter() - started
     if not method.alpha_first:
         started = time.perf_counter()
@@ -195,7 +196,7 @@ def fd_check(dtype: torch.dtype, radii: tuple[float, ...], seed: int = 0) -> dic
     method, model = state.method, state.model
     for step in range(5):  # leave the initial point
         ctx = StepContext(model, state.w_optimizer, 0, step, 100, EPOCHS)
-        search.weight_step(state, ctx, next(loader))
+        weight_step(state, ctx, next(loader))
     batch = next(loader)
     params = weight_params(model)
     vector = list(torch.autograd.grad(ctx.loss(batch, method.edge_weights().detach()), params))

@@ -2,7 +2,7 @@
 
 One step is what :func:`harness.search.train_epoch` does per batch: the method's
 ``arch_step`` (before or after, as ``alpha_first`` says) and the loop's own
-:func:`harness.search.weight_step`. States come from
+:func:`harness.train.weight_step`. States come from
 :func:`harness.search.build_state` with the ``proxy`` preset, placed mid-run
 (epoch ``epochs // 2``) so every schedule is active; the batches are fixed so
 data loading is not timed. Fused and reference steps alternate in one process.
@@ -22,7 +22,8 @@ from harness import config as cfg
 from harness import methods
 from harness.methods.base import StepContext
 from harness.paths import find_data_dir
-from harness.search import SearchState, build_state, weight_step
+from harness.search import build_state
+from harness.train import SearchState, weight_step
 
 
 def make_state(
@@ -49,7 +50,7 @@ def search_step(state: SearchState, epochs: int) -> Callable[[], None]:
     def step() -> None:
         method, at = state.method, counter["step"] % steps
         ctx = StepContext(
-            state.model, state.w_optimizer, state.epoch, at, steps, epochs, bf16=state.bf16
+            state.model, state.w_optimizer, state.epoch, at, steps, epochs, state.numerics
         )
         if method.alpha_first:
             method.arch_step(ctx, train, valid)

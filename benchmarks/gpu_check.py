@@ -90,7 +90,7 @@ def one_step(state: Any, epochs: int) -> Callable[[], None]:
     """A loop step (the method's α step and the weight step) on fixed batches, with no
     synchronisation of its own, so a sync counted inside it is the step's."""
     from harness.methods.base import StepContext
-    from harness.search import weight_step
+    from harness.train import weight_step
 
     train = state.prepare(next(state.data.train.epoch_batches(0)))
     valid = state.prepare(next(state.data.valid.epoch_batches(0)))
@@ -98,7 +98,7 @@ def one_step(state: Any, epochs: int) -> Callable[[], None]:
     method = state.method
 
     def step() -> None:
-        ctx = StepContext(state.model, state.w_optimizer, 0, 0, steps, epochs, bf16=state.bf16)
+        ctx = StepContext(state.model, state.w_optimizer, 0, 0, steps, epochs, state.numerics)
         if method.alpha_first:
             method.arch_step(ctx, train, valid)
         weight_step(state, ctx, train)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from harness.errors import UsageError
+from harness.selections import NAMES as SELECTIONS
 
 SEARCH_DATASETS = ("cifar10",)
 DTYPES = ("float32", "float64")
@@ -323,7 +324,7 @@ RULES: dict[str, Rule] = {
     "gap_eval_batch": integer(1),
     "rank_samples": integer(0, note="0 = no ranking"),
     "rank_eval_size": integer(0, SEARCH_SPLIT_SIZE, "0 = the whole gap eval subset"),
-    "select": one_of("argmax", "pt"),
+    "select": one_of(*SELECTIONS),
     "pt_tune_frac": real(0, note="fine-tuning per DARTS-PT decision, as a fraction of epochs"),
     "pt_tune": one_of("code", "search"),
     "pt_alpha": one_of("step", "frozen"),

@@ -10,6 +10,7 @@ search, whatever its method does to α.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ from harness import metrics
 from harness.benchmark import Benchmark
 from harness.config import Config
 from harness.data import SearchData
+from harness.numerics import FLOAT32, Numerics
 from harness.provenance import cpu_fingerprint, device_description
 from harness.space import NUM_CELLS, NUM_OPS, Cell
 from harness.supernet import SuperNet
@@ -50,9 +52,10 @@ def sample_cells(count: int, generator: np.random.Generator) -> list[Cell]:
     return chosen
 
 
-def _onehot(cell: Cell, device: torch.device) -> Tensor:
+def _onehot(cell: Cell, device: torch.device, numerics: Numerics) -> Tensor:
+    """The cell's one-hot edge weights [6, 5] in the run's dtype."""
     indices = torch.tensor(cell.op_indices, device=device)
-    return F.one_hot(indices, NUM_OPS).to(torch.float32)
+    return F.one_hot(indices, NUM_OPS).to(numerics.dtype)
 
 
 NATIVE_BF16_ISA = ("avx512_bf16", "amx_bf16")
@@ -67,19 +70,29 @@ def native_bf16(device: torch.device) -> bool:
     return any(flag in cpu_fingerprint()["isa"] for flag in NATIVE_BF16_ISA)
 
 
-def scoring_precision(config: Config, device: torch.device) -> str:
-    """``float32`` or ``bfloat16``: what ``config.rank_precision`` means on ``device``.
+def scoring_numerics(numerics: Numerics, rank_precision: str, device: torch.device) -> Numerics:
+    """The run's ``numerics`` as cells are scored: bfloat16 autocast as ``rank_precision``
+    says (``auto``: where native), images in NCHW whatever the run's layout.
 
     float32 is the default: bf16 scoring keeps the ranking (benchmarks/README.md: τ(fp32,
     bf16) 0.97, far above the score's own split-half τ) and is faster on CPUs with native
     bf16, but its scores, unlike float32's, depend on which CPU computed them, and at the
     ``cpu`` preset the ranking is a few percent of a run. float64 runs (the CI gate)
     always score in their own dtype."""
-    if config.dtype != "float32":
-        return config.dtype
-    if config.rank_precision == "auto":
-        return "bfloat16" if native_bf16(device) else "float32"
-    return config.rank_precision
+    if numerics.dtype != torch.float32:
+        bf16 = False
+    elif rank_precision == "auto":
+        bf16 = native_bf16(device)
+    else:
+        bf16 = rank_precision == "bfloat16"
+    return dataclasses.replace(numerics, bf16=bf16, channels_last=False)
+
+
+def scoring_precision(config: Config, device: torch.device) -> str:
+    """``float32``, ``bfloat16`` or ``float64``: what ``config.rank_precision`` means on
+    ``device`` (:func:`scoring_numerics`)."""
+    run = Numerics.from_config(config)
+    return scoring_numerics(run, config.rank_precision, device).precision
 
 
 @torch.no_grad()
@@ -89,20 +102,15 @@ def _score_one(
     images: Tensor,
     labels: Tensor,
     batch_size: int,
-    bf16: bool = False,
+    numerics: Numerics,
 ) -> Tensor:
     """``[batches, 2]``: correct predictions and summed loss per eval batch; the mask
-    tells the fused path to skip every zero op; ``bf16``: the forward under bfloat16
-    autocast, the loss in float32."""
+    tells the fused path to skip every zero op."""
     active = weights.bool().cpu()
     rows = []
     for start in range(0, images.shape[0], batch_size):
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
-        with torch.autocast(images.device.type, torch.bfloat16, enabled=bf16):
-            logits = model(x, weights, active)
-        if bf16:
-            logits = logits.float()
-        loss = F.cross_entropy(logits, y, reduction="sum")
+        loss, logits = numerics.loss(lambda batch: model(batch, weights, active), x, y, "sum")
         rows.append(torch.stack([(logits.argmax(1) == y).sum().to(loss.dtype), loss]))
     return torch.stack(rows)
 
@@ -113,11 +121,11 @@ def score_cells_per_batch(
     images: Tensor,
     labels: Tensor,
     batch_size: int,
-    bf16: bool = False,
+    numerics: Numerics = FLOAT32,
 ) -> np.ndarray:
     """``[cells, batches, 2]``: each cell's correct count and summed loss per eval batch.
 
-    Evaluation mode as in :func:`harness.search.evaluate`: with
+    Evaluation mode as in :func:`harness.train.evaluate`: with
     ``track_running_stats=False`` every BN uses the batch's statistics, so a batch's
     numbers do not depend on the other batches.
     """
@@ -126,7 +134,8 @@ def score_cells_per_batch(
     device = images.device
     try:
         per_cell = [
-            _score_one(model, _onehot(c, device), images, labels, batch_size, bf16) for c in cells
+            _score_one(model, _onehot(c, device, numerics), images, labels, batch_size, numerics)
+            for c in cells
         ]
     finally:
         model.train(was_training)
@@ -139,12 +148,12 @@ def score_cells_with_loss(
     images: Tensor,
     labels: Tensor,
     batch_size: int,
-    bf16: bool = False,
+    numerics: Numerics = FLOAT32,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One-shot accuracy (%) and mean loss of each cell under the shared weights."""
     if not cells:
         return np.zeros(0), np.zeros(0)
-    per_batch = score_cells_per_batch(model, cells, images, labels, batch_size, bf16)
+    per_batch = score_cells_per_batch(model, cells, images, labels, batch_size, numerics)
     return accuracy_and_loss(per_batch, images.shape[0])
 
 
@@ -192,8 +201,11 @@ def ranking_correlation(
     data: SearchData,
     config: Config,
     generator: np.random.Generator | None = None,
+    numerics: Numerics | None = None,
 ) -> dict[str, Any]:
-    """Sample ``config.rank_samples`` cells, score them, correlate with NB201 CIFAR-10.
+    """Sample ``config.rank_samples`` cells, score them, correlate with NB201 CIFAR-10,
+    under the run's ``numerics`` (the config's when not given) as :func:`scoring_numerics`
+    adapts them.
 
     The top-level statistics use the ``valid`` truth (what a search may select
     on); ``test`` holds the same statistics against the test truth. ``cells``
@@ -204,9 +216,9 @@ def ranking_correlation(
     cells = sample_cells(config.rank_samples, generator)
     size = config.rank_eval_size or data.eval_labels.shape[0]
     images, labels = data.eval_images[:size], data.eval_labels[:size]
-    precision = scoring_precision(config, images.device)
-    bf16 = precision == "bfloat16"
-    per_batch = score_cells_per_batch(model, cells, images, labels, config.gap_eval_batch, bf16)
+    run = numerics if numerics is not None else Numerics.from_config(config)
+    scoring = scoring_numerics(run, config.rank_precision, images.device)
+    per_batch = score_cells_per_batch(model, cells, images, labels, config.gap_eval_batch, scoring)
     scores, losses = accuracy_and_loss(per_batch, labels.shape[0])
     codes = np.array([cell.code for cell in cells], dtype=np.int64)
     valid = benchmark.accuracy(codes, "cifar10", "valid")
@@ -220,9 +232,9 @@ def ranking_correlation(
         "score": "one-hot supernet accuracy on the eval images",
         "truth": "NB201 cifar10 valid (test under 'test')",
         "eval_size": int(labels.shape[0]),
-        "precision": precision,
+        "precision": scoring.precision,
         # bf16 scores depend on the hardware's bf16 kernels (AMX, AVX512_BF16, GPU)
-        "precision_hardware": _hardware(images.device) if bf16 else None,
+        "precision_hardware": _hardware(images.device) if scoring.bf16 else None,
         "wall_s": round(time.perf_counter() - started, 3),
         "cpu_s": round(time.process_time() - started_cpu, 3),
         "cells": {

@@ -14,24 +14,24 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from harness import board, graphs, methods, metrics, ranking, select
+from harness import board, graphs, methods, metrics, ranking, select, train
 from harness.benchmark import Benchmark
 from harness.config import Config
-from harness.data import SearchData, build_search_data, split_file_name
+from harness.data import build_search_data, split_file_name
 from harness.errors import UsageError, first_line
-from harness.methods.base import Method, StepContext
+from harness.methods.base import StepContext
+from harness.numerics import Numerics
 from harness.provenance import environment
 from harness.rundir import RunDir
 from harness.space import Cell
 from harness.supernet import SuperNet
+from harness.train import SearchState
 
 Log = Callable[[str], None]
 
@@ -78,85 +78,8 @@ def configure_cuda(config: Config, device: torch.device) -> None:
     torch.backends.cuda.matmul.allow_tf32 = config.tf32
 
 
-@dataclass
-class SearchState:
-    """Everything a run trains; all of it goes into the checkpoint."""
-
-    model: SuperNet
-    method: Method
-    w_optimizer: torch.optim.SGD
-    scheduler: torch.optim.lr_scheduler.CosineAnnealingLR
-    data: SearchData
-    grad_clip: float = 5.0
-    epoch: int = 0
-    wall_s: float = 0.0
-    cpu_s: float = 0.0  # this process's CPU time: the cost that contention does not inflate
-    bf16: bool = False
-    channels_last: bool = False
-    warmup_epochs: int = 0  # weights-only epochs: no α step before this epoch
-
-    def autocast(self) -> torch.autocast:
-        """The ``bf16`` switch: bfloat16 autocast around forward passes (a no-op when off)."""
-        device_type = self.data.eval_images.device.type
-        return torch.autocast(device_type, torch.bfloat16, enabled=self.bf16)
-
-    def prepare(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        """The ``channels_last`` switch: images in the model's memory format."""
-        images, labels = batch
-        return _in_layout(images, self.channels_last), labels
-
-    def checkpoint(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        state = {
-            "epoch": self.epoch,
-            "wall_s": self.wall_s,
-            "cpu_s": self.cpu_s,
-            "model": self.model.state_dict(),
-            "method": self.method.state_dict(),
-            "w_optimizer": self.w_optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "records": records,
-        }
-        device = self.device()
-        if device.type == "cuda":  # SDARTS's noise and DrNAS's Dirichlet draw from it
-            state["cuda_rng"] = torch.cuda.get_rng_state(device)
-        return state
-
-    def device(self) -> torch.device:
-        return self.data.eval_images.device
-
-    def restore(self, state: dict[str, Any]) -> list[dict[str, Any]]:
-        self.model.load_state_dict(state["model"])
-        self.method.load_state_dict(state["method"])
-        self.w_optimizer.load_state_dict(state["w_optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(host_bytes(state["torch_rng"]))
-        self._restore_cuda_rng(state.get("cuda_rng"))
-        self.epoch, self.wall_s = state["epoch"], state["wall_s"]
-        self.cpu_s = state.get("cpu_s", 0.0)
-        return list(state["records"])
-
-    def _restore_cuda_rng(self, saved: Tensor | None) -> None:
-        """The GPU generator as saved; a checkpoint from a CPU run (or one from before
-        this was saved) leaves the freshly seeded generator as it is."""
-        device = self.device()
-        if saved is not None and device.type == "cuda":
-            torch.cuda.set_rng_state(host_bytes(saved), device)
-
-
-def host_bytes(state: Tensor) -> Tensor:
-    """A generator state as torch wants it back, a CPU ``uint8`` tensor, wherever the
-    checkpoint was mapped to (``torch.load(map_location=cuda)`` moves it to the GPU)."""
-    return state.to(device="cpu", dtype=torch.uint8)
-
-
-def torch_dtype(config: Config) -> torch.dtype:
-    """The run's floating-point type for weights, α and images (``config.dtype``)."""
-    return {"float32": torch.float32, "float64": torch.float64}[config.dtype]
-
-
 def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchState:
-    dtype = torch_dtype(config)
+    numerics = Numerics.from_config(config)
     method_class, options = methods.method_class(config.method), methods.options_for(config)
     data = build_search_data(
         data_dir,
@@ -166,7 +89,7 @@ def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchS
         config.valid_size,
         config.gap_eval_size,
         config.seed,
-        dtype=dtype,
+        dtype=numerics.dtype,
         train_fraction=method_class.train_fraction(options),
         resolution=config.resolution,
         split_name=split_file_name(config.split),
@@ -174,8 +97,8 @@ def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchS
     extra = method_class.supernet_options(options)
     model = SuperNet(
         config.C, config.N, data.num_classes, config.impl, config.track_running_stats, **extra
-    ).to(device=device, dtype=dtype)
-    if config.channels_last:
+    ).to(device=device, dtype=numerics.dtype)
+    if numerics.channels_last:
         model.to_channels_last()
     if config.compile:
         compile_model(model, device)
@@ -185,7 +108,7 @@ def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchS
         graphs.install(model)
     method = methods.create(model, config, device)
     method.bind_data(data.eval_images, data.eval_labels, config.gap_eval_batch)
-    w_optimizer, scheduler = weight_optimizer(model, config)
+    w_optimizer, scheduler = train.weight_optimizer(model, config)
     return SearchState(
         model,
         method,
@@ -193,27 +116,9 @@ def build_state(config: Config, data_dir: Path, device: torch.device) -> SearchS
         scheduler,
         data,
         config.grad_clip,
-        bf16=config.bf16,
-        channels_last=config.channels_last,
+        numerics=numerics,
         warmup_epochs=config.warmup_epochs,
     )
-
-
-def weight_optimizer(
-    model: SuperNet, config: Config
-) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
-    """SGD on the shared weights with the config's cosine schedule (NB201's setup)."""
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.w_lr,
-        momentum=config.w_momentum,
-        nesterov=config.w_nesterov,
-        weight_decay=config.w_weight_decay,
-    )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=config.epochs, eta_min=config.w_lr_min
-    )
-    return optimizer, scheduler
 
 
 def compile_model(model: SuperNet, device: torch.device) -> None:
@@ -231,33 +136,6 @@ def compile_model(model: SuperNet, device: torch.device) -> None:
     model.compile()
 
 
-def _upcast(logits: Tensor) -> Tensor:
-    """bf16 logits (the ``bf16`` switch) to float32 for the loss; other dtypes as they are."""
-    return logits.float() if logits.dtype == torch.bfloat16 else logits
-
-
-def _in_layout(images: Tensor, channels_last: bool) -> Tensor:
-    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
-
-
-def weight_step(state: SearchState, ctx: StepContext, batch: tuple[Tensor, Tensor]) -> Tensor:
-    """One SGD step on the shared weights; returns [loss, correct] on the device."""
-    images, labels = batch
-    state.w_optimizer.zero_grad(set_to_none=True)
-    with state.autocast():
-        weights, active = state.method.weight_step_inputs()
-        weights = state.method.perturb_weights(ctx, batch, weights)
-        logits = state.model(images, weights, active)
-    loss = F.cross_entropy(_upcast(logits), labels)
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), state.grad_clip)
-    state.method.before_weight_update(ctx)
-    state.w_optimizer.step()
-    state.method.after_weight_step(ctx, grad_norm)
-    correct = (logits.detach().argmax(1) == labels).sum()
-    return torch.stack([loss.detach() * labels.shape[0], correct.to(loss.dtype)])
-
-
 def train_epoch(state: SearchState, epochs: int) -> dict[str, float]:
     """One pass over the search-train split; statistics are summed on the device."""
     state.model.train()
@@ -270,11 +148,11 @@ def train_epoch(state: SearchState, epochs: int) -> dict[str, float]:
     for step, train_batch in enumerate(data.train.epoch_batches(state.epoch)):
         train_batch, valid_batch = state.prepare(train_batch), state.prepare(next(valid_batches))
         ctx = StepContext(
-            state.model, state.w_optimizer, state.epoch, step, steps, epochs, bf16=state.bf16
+            state.model, state.w_optimizer, state.epoch, step, steps, epochs, state.numerics
         )
         if moves_alpha and method.alpha_first:
             method.arch_step(ctx, train_batch, valid_batch)
-        step_totals = weight_step(state, ctx, train_batch)
+        step_totals = train.weight_step(state, ctx, train_batch)
         if moves_alpha and not method.alpha_first:
             method.arch_step(ctx, train_batch, valid_batch)
         totals = step_totals if totals is None else totals + step_totals
@@ -291,33 +169,6 @@ def _cycle(loader: Any, epoch: int):  # noqa: ANN202 - a plain generator
         round_ += 1
 
 
-@torch.no_grad()
-def evaluate(
-    model: SuperNet,
-    weights: Tensor,
-    active: Tensor | None,
-    images: Tensor,
-    labels: Tensor,
-    batch_size: int,
-    bf16: bool = False,
-    channels_last: bool = False,
-) -> tuple[float, float]:
-    """(accuracy %, mean loss) of the supernet under ``weights`` on a fixed image set;
-    ``bf16`` and ``channels_last`` are the run's switches."""
-    model.eval()
-    totals = torch.zeros(2, dtype=torch.float64, device=images.device)
-    for start in range(0, images.shape[0], batch_size):
-        x, y = images[start : start + batch_size], labels[start : start + batch_size]
-        with torch.autocast(images.device.type, torch.bfloat16, enabled=bf16):
-            logits = model(_in_layout(x, channels_last), weights, active)
-        totals[0] += F.cross_entropy(_upcast(logits), y, reduction="sum")
-        totals[1] += (logits.argmax(1) == y).sum()
-    loss_sum, correct = totals.tolist()
-    n = images.shape[0]
-    model.train()
-    return 100.0 * correct / n, loss_sum / n
-
-
 def measure_gap(state: SearchState, config: Config) -> dict[str, float]:
     """Supernet accuracy/loss with continuous vs one-hot weights, same weights and images."""
     method, data = state.method, state.data
@@ -325,9 +176,9 @@ def measure_gap(state: SearchState, config: Config) -> dict[str, float]:
         continuous = method.edge_weights().detach()
         discrete = method.discrete_weights()
     args = (data.eval_images, data.eval_labels, config.gap_eval_batch)
-    switches = {"bf16": state.bf16, "channels_last": state.channels_last}
-    cont_acc, cont_loss = evaluate(state.model, continuous, method.active_mask(), *args, **switches)
-    disc_acc, disc_loss = evaluate(state.model, discrete, discrete.bool().cpu(), *args, **switches)
+    args = (*args, state.numerics)
+    cont_acc, cont_loss = train.evaluate(state.model, continuous, method.active_mask(), *args)
+    disc_acc, disc_loss = train.evaluate(state.model, discrete, discrete.bool().cpu(), *args)
     probs = method.probabilities().cpu().numpy()
     return {
         "supernet_valid_acc": cont_acc,
@@ -453,7 +304,7 @@ class Search:
         ranked = None
         if status == "finished" and self.config.rank_samples > 0:
             ranked = ranking.ranking_correlation(
-                state.model, self.benchmark, state.data, self.config
+                state.model, self.benchmark, state.data, self.config, numerics=state.numerics
             )
         selections = self._selections(state, status)  # after ranking: PT fine-tunes w
         chosen = self.config.select if self.config.select in selections else "argmax"
@@ -490,17 +341,17 @@ class Search:
         return final
 
     def _selections(self, state: SearchState, status: str) -> dict[str, dict[str, Any]]:
-        """The cell each selection gives (``select``): argmax always, DARTS-PT when
-        configured and the search finished (it fine-tunes the supernet in place)."""
-        found = {"argmax": self._looked_up(state.method.derive())}
-        if self.config.select == "pt" and status == "finished":
-            started = time.perf_counter()
-            pt = select.pt_select(state, self.config, self._accuracy(state), self.log)
-            wall_s = round(time.perf_counter() - started, 3)
-            found["pt"] = {**self._looked_up(pt.cell), **pt.record(), "wall_s": wall_s}
-        elif self.config.select == "pt":
-            who = f"{self.config.method} seed {self.config.seed}"
-            self.log(f"pt: {who}: select=pt skipped: the search {status}; the cell is argmax's")
+        """The cell each selection gives (``select``): argmax always, the configured one
+        beside it; one that needs a finished search is skipped on a diverged one."""
+        found: dict[str, dict[str, Any]] = {}
+        for name in select.wanted(self.config.select):
+            selection = select.SELECTIONS[name]
+            if selection.needs_finished and status != "finished":
+                who = f"{name}: {self.config.method} seed {self.config.seed}"
+                self.log(f"{who}: select={name} skipped: the search {status}; the cell is argmax's")
+                continue
+            cell, record = selection.read(state, self.config, self.log)
+            found[name] = {**self._looked_up(cell), **record}
         return found
 
     def _looked_up(self, cell: Cell) -> dict[str, Any]:
@@ -509,16 +360,6 @@ class Search:
             "nb201_index": self.benchmark.index_of(cell),
             "nb201": self.benchmark.lookup(cell),
         }
-
-    def _accuracy(self, state: SearchState) -> select.Accuracy:
-        """PT's supernet accuracy under given edge weights: on the whole search-valid
-        split (``pt_eval=valid``) or the gap-evaluation images (``gap``)."""
-        data, config = state.data, self.config
-        if config.pt_eval == "valid":
-            return select.valid_accuracy(state, config.batch_size)
-        args = (data.eval_images, data.eval_labels, config.gap_eval_batch)
-        switches = {"bf16": state.bf16, "channels_last": state.channels_last}
-        return lambda weights: evaluate(state.model, weights, None, *args, **switches)[0]
 
 
 GAP_KEYS = (

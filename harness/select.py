@@ -1,5 +1,9 @@
 """Selection: reading the final cell from a trained supernet, as its own axis.
 
+:data:`SELECTIONS` holds each way by name; the search loop records ``argmax`` and the
+configured one (:func:`wanted`) without knowing which they are. A selection trains and
+evaluates through :mod:`harness.train`, the loop's own weight step and evaluation.
+
 ``select=argmax`` is :meth:`Method.derive` (per edge the op with the largest weight).
 ``select=pt`` is DARTS-PT's perturbation-based selection (Wang et al., ICLR 2021,
 "Rethinking Architecture Selection in Differentiable NAS", arXiv 2108.04392; code
@@ -27,21 +31,23 @@ selection is a pure function of the trained state.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from harness import selections, train
 from harness.config import Config
 from harness.data import CIFAR10_MEAN, CIFAR10_STD, normalize
 from harness.methods.base import StepContext
 from harness.space import NUM_EDGES, NUM_OPS, OPS, Cell
-
-if TYPE_CHECKING:
-    from harness.search import SearchState
+from harness.supernet import SuperNet
+from harness.train import SearchState
 
 PT_LR_FACTOR = 0.1  # [S] fine-tuning lr = base lr / 10 (projection.py: reset_optimizer)
 CODE_INTERVALS = (5, 5, 5, 5, 4)
@@ -51,6 +57,7 @@ CODE_WEIGHT_DECAY = 3e-4  # [S] darts-pt nasbench201/train_search.py --weight_de
 NONE = OPS.index("none")
 Accuracy = Callable[[Tensor], float]
 """Supernet validation accuracy (%) under the given edge weights."""
+Log = Callable[[str], None]
 
 
 @dataclass
@@ -124,16 +131,16 @@ def tune_schedule(config: Config, steps_per_epoch: int) -> list[int]:
     return [round(per_decision * k / CODE_INTERVALS[0]) for k in CODE_INTERVALS]
 
 
-def tune_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.SGD:
+def tune_optimizer(model: SuperNet, config: Config) -> torch.optim.SGD:
     """A fresh SGD at a tenth of the search's lr: the code's (wd 3e-4, no Nesterov) under
     ``pt_tune=code``, the search's momentum, Nesterov and weight decay under ``search``."""
     code = config.pt_tune == "code"
-    return torch.optim.SGD(
-        model.parameters(),
-        lr=config.w_lr * PT_LR_FACTOR,
-        momentum=config.w_momentum,
-        nesterov=False if code else config.w_nesterov,
-        weight_decay=CODE_WEIGHT_DECAY if code else config.w_weight_decay,
+    return train.sgd(
+        model,
+        config.w_lr * PT_LR_FACTOR,
+        config.w_momentum,
+        False if code else config.w_nesterov,
+        CODE_WEIGHT_DECAY if code else config.w_weight_decay,
     )
 
 
@@ -142,6 +149,7 @@ def valid_accuracy(state: SearchState, batch_size: int) -> Accuracy:
     batches of ``batch_size`` with train-mode BN (the code's ``infer(eval=False)``)."""
     images, labels = state.data.valid.images, state.data.valid.labels
     dtype = state.data.valid.dtype
+    numerics = dataclasses.replace(state.numerics, channels_last=False)  # NCHW, as ever
 
     def accuracy(weights: Tensor) -> float:
         model = state.model
@@ -152,8 +160,7 @@ def valid_accuracy(state: SearchState, batch_size: int) -> Accuracy:
                 batch = normalize(
                     images[start : start + batch_size], CIFAR10_MEAN, CIFAR10_STD, dtype
                 )
-                with state.autocast():
-                    logits = model(batch, weights)
+                logits = numerics.logits(lambda x: model(x, weights), batch)
                 correct += (logits.argmax(1) == labels[start : start + batch_size]).sum()
         return 100.0 * int(correct) / labels.shape[0]
 
@@ -240,7 +247,7 @@ class _Tuning:
             self.done % self.steps_per_epoch,
             self.steps_per_epoch,
             config.epochs,
-            bf16=self.state.bf16,
+            self.state.numerics,
             decided=decided,
         )
         self.state.method.arch_step(ctx, train, valid)
@@ -248,14 +255,11 @@ class _Tuning:
     def _weight_step(self, weights: Tensor, batch: tuple[Tensor, Tensor]) -> None:
         """One SGD step on the shared weights under the projected ``weights``."""
         state, model = self.state, self.state.model
-        images, labels = batch
-        self.optimizer.zero_grad(set_to_none=True)
-        with state.autocast():
-            logits = model(images, weights)
-        loss = F.cross_entropy(logits.float() if state.bf16 else logits, labels)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), state.grad_clip)
-        self.optimizer.step()
+
+        def forward(images: Tensor) -> Tensor:
+            return model(images, weights)
+
+        train.sgd_step(model, self.optimizer, state.numerics, state.grad_clip, forward, batch)
 
 
 def _batches(loader: Any, first_epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
@@ -264,3 +268,55 @@ def _batches(loader: Any, first_epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
     while True:
         yield from loader.epoch_batches(epoch)
         epoch += 1
+
+
+def gap_accuracy(state: SearchState, config: Config) -> Accuracy:
+    """Supernet accuracy (eval mode) on the fixed gap-evaluation images (``pt_eval=gap``)."""
+    data = state.data
+    args = (data.eval_images, data.eval_labels, config.gap_eval_batch)
+    return lambda weights: train.evaluate(state.model, weights, None, *args, state.numerics)[0]
+
+
+def pt_accuracy(state: SearchState, config: Config) -> Accuracy:
+    """PT's supernet accuracy under given edge weights: on the whole search-valid split
+    (``pt_eval=valid``) or the gap-evaluation images (``gap``)."""
+    if config.pt_eval == "valid":
+        return valid_accuracy(state, config.batch_size)
+    return gap_accuracy(state, config)
+
+
+# --- the registry -------------------------------------------------------------------------
+Read = Callable[[SearchState, Config, Log], tuple[Cell, dict[str, Any]]]
+"""A selection on a trained state: its cell and what ``final.json`` records beside it."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One way to read the final cell from the trained supernet."""
+
+    read: Read
+    needs_finished: bool  # only a finished search leaves a supernet worth reading this way
+
+
+def _argmax(state: SearchState, config: Config, log: Log) -> tuple[Cell, dict[str, Any]]:
+    del config, log
+    return state.method.derive(), {}
+
+
+def _pt(state: SearchState, config: Config, log: Log) -> tuple[Cell, dict[str, Any]]:
+    started = time.perf_counter()
+    result = pt_select(state, config, pt_accuracy(state, config), log)
+    return result.cell, {**result.record(), "wall_s": round(time.perf_counter() - started, 3)}
+
+
+SELECTIONS: dict[str, Selection] = {
+    "argmax": Selection(_argmax, needs_finished=False),
+    "pt": Selection(_pt, needs_finished=True),  # fine-tunes the supernet in place
+}
+"""Every selection by name, as :data:`harness.selections.NAMES` lists them for the config."""
+
+
+def wanted(select: str) -> list[str]:
+    """The selections a run records: ``argmax`` always (the cell every method derives, what
+    the gap is measured on), then the configured one."""
+    return list(dict.fromkeys([selections.ALWAYS, select]))

@@ -18,13 +18,13 @@ import torch.nn.functional as F
 from tiny import Batch, context, make
 from torch import Tensor
 
-from harness import search
 from harness.methods import method_class
 from harness.methods.base import StepContext
 from harness.methods.fairdarts import threshold_cell as fairdarts_threshold_cell
 from harness.methods.parts import perturbation, regularizers
 from harness.space import NUM_EDGES, NUM_OPS, OPS
 from harness.supernet import SuperNet, avg_pool3
+from harness.train import SearchState, weight_optimizer, weight_step
 
 pytestmark = pytest.mark.usefixtures("float64_default")
 SKIP, CONV3 = OPS.index("skip_connect"), OPS.index("nor_conv_3x3")
@@ -175,11 +175,11 @@ def test_the_loop_trains_the_weights_on_what_perturb_weights_returns(
         return forward(x, w, *args)
 
     monkeypatch.setattr(method.model, "forward", spy)
-    optimizer, scheduler = search.weight_optimizer(method.model, method.config)
+    optimizer, scheduler = weight_optimizer(method.model, method.config)
     data = SimpleNamespace(eval_images=torch.zeros(1))  # autocast reads its device
-    state = search.SearchState(method.model, method, optimizer, scheduler, data)  # type: ignore[arg-type]
+    state = SearchState(method.model, method, optimizer, scheduler, data)  # type: ignore[arg-type]
     train = batch(1)
-    search.weight_step(state, context(method), train)
+    weight_step(state, context(method), train)
     assert len(seen) == 1 and seen[0][0] is train  # the step's own train batch ...
     assert torch.equal(seen[0][1], method.alpha.softmax(-1))  # ... and the drawn weights
     assert len(used) == 1 and used[0] is sentinel

@@ -398,9 +398,9 @@ def test_the_original_pc_darts_protocol_is_a_valid_set_line() -> None:
 def test_gdas_weight_step_leaves_unsampled_conv_rows_and_their_momentum_alone() -> None:
     """AutoDL's SGD skips the modules of ops not sampled (no gradient): no weight decay,
     no momentum for them; ours restores those rows of the stacked kernels."""
-    from harness import search
     from harness.data import SearchData
     from harness.supernet import CONV3, SLOT
+    from harness.train import SearchState, weight_step
 
     method = make("gdas")
     with torch.no_grad():
@@ -411,13 +411,13 @@ def test_gdas_weight_step_leaves_unsampled_conv_rows_and_their_momentum_alone() 
     )
     ctx = ExactContext(model, optimizer, 0, 0, 10, 50)
     data = SearchData(None, None, torch.zeros(1), torch.zeros(1), "t", "")  # type: ignore[arg-type]
-    state = search.SearchState(model, method, optimizer, None, data)  # type: ignore[arg-type]
+    state = SearchState(model, method, optimizer, None, data)  # type: ignore[arg-type]
     cell = next(m for m in model.layers if isinstance(m, SearchCell))
     moved = 0
     for step in range(4):
         before = cell.conv3_weight.detach().clone()
         torch.manual_seed(step)
-        search.weight_step(state, ctx, batch(step))
+        weight_step(state, ctx, batch(step))
         active = method._step_active
         assert active is not None
         after = cell.conv3_weight.detach()
@@ -436,9 +436,9 @@ def test_gdas_weight_step_leaves_unsampled_conv_rows_and_their_momentum_alone() 
 def test_gdas_hold_unsampled_false_is_pytorch_1x_decay_on_unsampled_rows() -> None:
     """``gdas.hold_unsampled=false``: the rows of unsampled ops get a zero gradient, so SGD
     still decays them (PyTorch 1.x's in-place ``zero_grad``), and nothing is held."""
-    from harness import search
     from harness.data import SearchData
     from harness.supernet import CONV3, SLOT
+    from harness.train import SearchState, weight_step
 
     method = make("gdas", hold_unsampled=False)
     with torch.no_grad():
@@ -447,11 +447,11 @@ def test_gdas_hold_unsampled_false_is_pytorch_1x_decay_on_unsampled_rows() -> No
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)
     ctx = ExactContext(model, optimizer, 0, 0, 10, 50)
     data = SearchData(None, None, torch.zeros(1), torch.zeros(1), "t", "")  # type: ignore[arg-type]
-    state = search.SearchState(model, method, optimizer, None, data)  # type: ignore[arg-type]
+    state = SearchState(model, method, optimizer, None, data)  # type: ignore[arg-type]
     cell = next(m for m in model.layers if isinstance(m, SearchCell))
     before = cell.conv3_weight.detach().clone()
     torch.manual_seed(0)
-    search.weight_step(state, ctx, batch(0))
+    weight_step(state, ctx, batch(0))
     active = method._step_active
     assert active is not None and method._held == []
     unsampled = [SLOT[k] for k in range(6) if not active[k, CONV3]]
@@ -483,6 +483,7 @@ def test_a_killed_sampling_run_resumes_to_the_same_result(
     from harness import config as cfg
     from harness import methods, results, search
     from harness.benchmark import Benchmark
+    from harness.train import SearchState
 
     torch.set_default_dtype(torch.float32)
     sizes = {"epochs": "4", "train_size": "64", "valid_size": "64", "rank_samples": "0"}
@@ -502,7 +503,7 @@ def test_a_killed_sampling_run_resumes_to_the_same_result(
     whole = run(tmp_path / "whole")
     original, calls = search.train_epoch, {"n": 0}
 
-    def dies_in_the_last_epoch(state: search.SearchState, epochs: int) -> dict[str, float]:
+    def dies_in_the_last_epoch(state: SearchState, epochs: int) -> dict[str, float]:
         calls["n"] += 1
         if calls["n"] == 4:
             raise Killed

@@ -23,6 +23,7 @@ from harness import devices, graphs, jobs, methods, rundir, search, sweep
 from harness.benchmark import Benchmark
 from harness.errors import UsageError
 from harness.methods.base import StepContext
+from harness.train import SearchState, weight_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import host_syncs  # noqa: E402 - a benchmark script, importable from its folder
@@ -140,7 +141,7 @@ def test_the_cuda_generator_is_saved_and_restored(
     cuda = torch.device("cuda:1")
     generator = {"state": torch.arange(16, dtype=torch.uint8)}
     restored: list[tuple[torch.Tensor, torch.device]] = []
-    monkeypatch.setattr(search.SearchState, "device", lambda self: cuda)
+    monkeypatch.setattr(SearchState, "device", lambda self: cuda)
     monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: generator["state"].clone())
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device: restored.append((s, device)))
 
@@ -170,7 +171,7 @@ def one_step(name: str, graphed: bool) -> torch.Tensor:
     ctx = StepContext(state.model, state.w_optimizer, 0, 0, 3, 4)
     if method.alpha_first:
         method.arch_step(ctx, train, valid)
-    search.weight_step(state, ctx, train)
+    weight_step(state, ctx, train)
     if not method.alpha_first:
         method.arch_step(ctx, train, valid)
     flat = [p.detach().flatten() for p in (*method.arch_parameters(), *state.model.parameters())]

@@ -106,3 +106,22 @@ def test_search_keeps_only_the_loop() -> None:
     text = (PACKAGE / "search.py").read_text(encoding="utf-8")
     for word in ("BadFile", "set_aside", "_distrust", "_verified_checkpoint", "_sync_epochs"):
         assert word not in text, word
+
+
+def test_the_selections_and_the_loop_share_the_training_core() -> None:
+    """``select`` once typed its state against ``search`` (hidden under TYPE_CHECKING) and
+    rebuilt the loop's weight step; both now import the lower ``train``, and nothing of
+    ``search`` is visible to ``select``, not even a type hint."""
+    text = (PACKAGE / "select.py").read_text(encoding="utf-8")
+    every = {
+        node.module
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.ImportFrom) and node.module
+    } | {
+        f"harness.{alias.name}"
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.ImportFrom) and node.module == "harness"
+        for alias in node.names
+    }
+    assert "harness.train" in every and "harness.search" not in every
+    assert "train" in imported(PACKAGE / "search.py", set(modules()))

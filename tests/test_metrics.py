@@ -177,8 +177,8 @@ def test_score_cells_matches_the_search_evaluation() -> None:
     import torch
 
     from harness import ranking
-    from harness.search import evaluate
     from harness.supernet import SuperNet
+    from harness.train import evaluate
 
     torch.manual_seed(0)
     model = SuperNet(C=4, N=1, num_classes=10)

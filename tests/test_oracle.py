@@ -45,6 +45,7 @@ from harness.data import SearchData
 from harness.methods import method_class
 from harness.space import EDGES
 from harness.supernet import SLOT, SuperNet
+from harness.train import SearchState, weight_optimizer
 
 try:
     import xautodl
@@ -175,7 +176,7 @@ def test_supernet_equals_xautodl_tiny_network_darts(impl: str) -> None:
 def test_weight_lr_schedule_equals_xautodl_cosine() -> None:
     config = Config()
     model = nn.Linear(1, 1)
-    optimizer, scheduler = search.weight_optimizer(model, config)
+    optimizer, scheduler = weight_optimizer(model, config)
     theirs = torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=config.w_lr)
     autodl = autodl_cosine()(theirs, 0, config.epochs, config.epochs, config.w_lr_min)
     for epoch in range(config.epochs):
@@ -204,7 +205,7 @@ class FixedLoader:
 
 def our_search(
     name: str, theirs: TinyNetworkDarts, train: list, valid: list
-) -> tuple[search.SearchState, list[Pair]]:
+) -> tuple[SearchState, list[Pair]]:
     """Our loop's state from xautodl's weights and α, on fixed batches, NB201 protocol."""
     config = Config(C=C, N=N, dtype="float64", method=name)
     model = SuperNet(C, N, 10, "fused")
@@ -213,7 +214,7 @@ def our_search(
     method = cls(model, config, cls.Options(), torch.device("cpu"))
     with torch.no_grad():
         method.alpha.copy_(theirs.arch_parameters)
-    optimizer, scheduler = search.weight_optimizer(model, config)
+    optimizer, scheduler = weight_optimizer(model, config)
     data = SearchData(
         train=FixedLoader(train),  # type: ignore[arg-type]
         valid=FixedLoader(valid),  # type: ignore[arg-type]
@@ -222,7 +223,7 @@ def our_search(
         split_name="oracle",
         fingerprint="",
     )
-    return search.SearchState(model, method, optimizer, scheduler, data, config.grad_clip), mapping
+    return SearchState(model, method, optimizer, scheduler, data, config.grad_clip), mapping
 
 
 def optimizers(net: TinyNetworkDarts) -> tuple[torch.optim.SGD, torch.optim.Adam]:

@@ -14,6 +14,7 @@ from harness import config as cfg
 from harness import methods, ranking
 from harness.benchmark import Benchmark
 from harness.data import build_search_data
+from harness.numerics import Numerics
 from harness.space import Cell
 from harness.supernet import SuperNet
 
@@ -54,7 +55,9 @@ def test_bf16_scores_are_autocast_and_close() -> None:
     images, labels = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
     cells = [Cell.from_code(code) for code in (0, 1835, 9000, 15624)]
     acc32, loss32 = ranking.score_cells_with_loss(model, cells, images, labels, 16)
-    acc16, loss16 = ranking.score_cells_with_loss(model, cells, images, labels, 16, bf16=True)
+    acc16, loss16 = ranking.score_cells_with_loss(
+        model, cells, images, labels, 16, Numerics(bf16=True)
+    )
     assert not np.array_equal(loss16, loss32)  # bfloat16 arithmetic did happen
     np.testing.assert_allclose(loss16, loss32, rtol=0.02)
     assert np.abs(acc16 - acc32).max() <= 100 * 3 / 32  # at most a few images flip

@@ -13,6 +13,7 @@ from harness.benchmark import Benchmark
 from harness.methods import option_keys
 from harness.methods.darts import Darts
 from harness.search import Search
+from harness.train import SearchState
 
 
 def smoke_config(**overrides: str) -> cfg.Config:
@@ -53,7 +54,7 @@ def test_killed_run_resumes_to_identical_result(
     original = search.train_epoch
     calls = {"n": 0}
 
-    def dies_in_second_epoch(state: search.SearchState, epochs: int) -> dict:
+    def dies_in_second_epoch(state: SearchState, epochs: int) -> dict:
         calls["n"] += 1
         if calls["n"] == 2:
             raise Killed

@@ -87,9 +87,9 @@ def test_pt_decides_edges_in_seeded_order_and_fine_tunes_on_train_batches(
     forward_weights: list[Tensor] = []
     cross_entropy, forward = F.cross_entropy, method.model.forward
 
-    def spy_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    def spy_loss(logits: Tensor, targets: Tensor, **options: Any) -> Tensor:
         labels.extend(targets.tolist())
-        return cross_entropy(logits, targets)
+        return cross_entropy(logits, targets, **options)
 
     def spy_forward(x: Tensor, w: Tensor, active: Tensor | None = None) -> Tensor:
         forward_weights.append(w)

@@ -28,8 +28,10 @@ from harness.errors import UsageError
 from harness.methods import option_keys
 from harness.methods.base import StepContext
 from harness.methods.darts import Darts
-from harness.search import Search, build_state, weight_step
+from harness.numerics import Numerics
+from harness.search import Search, build_state
 from harness.space import Cell
+from harness.train import SearchState, weight_step
 
 ALPHA_TOL = 0.05
 GAP_ACC_TOL = 5.0
@@ -80,12 +82,12 @@ def test_compile_keeps_the_smoke_search(
     assert_same_search(run(tmp_path, data_dir, smoke(compile="true")), default_run)
 
 
-def one_step_loss(data_dir: Path, **overrides: str) -> tuple[search.SearchState, float]:
+def one_step_loss(data_dir: Path, **overrides: str) -> tuple[SearchState, float]:
     config = smoke(**overrides)
     torch.manual_seed(0)
     state = search.build_state(config, data_dir, torch.device("cpu"))
     batch = state.prepare(next(state.data.train.epoch_batches(0)))
-    ctx = StepContext(state.model, state.w_optimizer, 0, 0, 8, 3, bf16=state.bf16)
+    ctx = StepContext(state.model, state.w_optimizer, 0, 0, 8, 3, state.numerics)
     totals = weight_step(state, ctx, batch)
     return state, float(totals[0]) / batch[1].shape[0]
 
@@ -104,7 +106,7 @@ def test_bf16_autocasts_the_forward_and_keeps_the_loss_close(data_dir: Path) -> 
     with state.autocast():
         logits = state.model(images, state.method.weight_step_weights())
     assert logits.dtype == torch.bfloat16
-    ctx = StepContext(state.model, state.w_optimizer, 0, 0, 8, 3, bf16=True)
+    ctx = StepContext(state.model, state.w_optimizer, 0, 0, 8, 3, Numerics(bf16=True))
     assert ctx.loss((images, labels), state.method.edge_weights()).dtype == torch.float32
     _, expected = one_step_loss(data_dir)
     assert loss == pytest.approx(expected, rel=0.02)

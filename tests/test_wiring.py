@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from tiny import TRAIN_LABELS, VALID_LABELS, Batch, context, make, tiny_state
 from torch import Tensor
 
-from harness import search
+from harness import search, train
 from harness.methods import registry
 from harness.methods.base import Method, StepContext
 from harness.methods.da2s import edge_entropy
@@ -173,18 +173,18 @@ def test_the_loop_orders_the_steps_and_hands_out_the_batches(
     method = make(name, epochs=10, **dict(options))
     assert method.alpha_first == ALPHA_FIRST[(name, options)]
     events: list[tuple[str, ...]] = []
-    arch_step, weight_step = method.arch_step, search.weight_step
+    arch_step, weight_step = method.arch_step, train.weight_step
 
     def record_alpha(ctx: StepContext, train: Batch, valid: Batch) -> None:
         events.append(("alpha", role(train[1]), role(valid[1]), str(ctx.step)))
         arch_step(ctx, train, valid)
 
-    def record_weights(state: search.SearchState, ctx: StepContext, batch: Batch) -> Tensor:
+    def record_weights(state: train.SearchState, ctx: StepContext, batch: Batch) -> Tensor:
         events.append(("w", role(batch[1]), str(ctx.step)))
         return weight_step(state, ctx, batch)
 
     monkeypatch.setattr(method, "arch_step", record_alpha)
-    monkeypatch.setattr(search, "weight_step", record_weights)
+    monkeypatch.setattr(train, "weight_step", record_weights)
     search.train_epoch(tiny_state(method), 10)
 
     alpha = [("alpha", "train", "valid", str(s)) for s in range(STEPS)]

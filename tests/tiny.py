@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness import search
 from harness.config import Config
 from harness.data import SearchData, TensorLoader
 from harness.methods import method_class
 from harness.methods.base import Method, StepContext
 from harness.supernet import SuperNet
+from harness.train import SearchState, weight_optimizer
 
 Batch = tuple[Tensor, Tensor]
 CPU = torch.device("cpu")
@@ -53,7 +53,7 @@ def loader(labels: range, seed: int, n: int = 12) -> TensorLoader:
     return TensorLoader(images, values, 4, True, seed, dtype=torch.float64)
 
 
-def tiny_state(method: Method) -> search.SearchState:
+def tiny_state(method: Method) -> SearchState:
     """A search state with 3 train and 3 valid batches of disjoint labels."""
     data = SearchData(
         train=loader(TRAIN_LABELS, 0),
@@ -63,5 +63,5 @@ def tiny_state(method: Method) -> search.SearchState:
         split_name="tiny",
         fingerprint="",
     )
-    optimizer, scheduler = search.weight_optimizer(method.model, method.config)
-    return search.SearchState(method.model, method, optimizer, scheduler, data)
+    optimizer, scheduler = weight_optimizer(method.model, method.config)
+    return SearchState(method.model, method, optimizer, scheduler, data)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from harness.config import Config
+from harness.numerics import Numerics
 from harness.space import NUM_EDGES, NUM_OPS, Cell
 from harness.supernet import SuperNet
 
@@ -42,7 +43,7 @@ class StepContext:
     step: int
     steps_per_epoch: int
     epochs: int
-    bf16: bool = False  # the run's ``bf16`` switch: forward passes under bfloat16 autocast
+    numerics: Numerics = field(default_factory=Numerics)  # the run's: autocast, layout, upcast
 
     @property
     def progress(self) -> float:
@@ -60,11 +61,13 @@ class StepContext:
         active: Tensor | None = None,
         straight_through: bool = False,
     ) -> Tensor:
+        """The training loss of ``batch`` under ``weights`` (the α step's loss)."""
         images, labels = batch
-        with torch.autocast(images.device.type, torch.bfloat16, enabled=self.bf16):
-            logits = self.model(images, weights, active, straight_through)
-        # bf16 logits are upcast for the loss; other dtypes (float64 in tests) are kept.
-        return F.cross_entropy(logits.float() if self.bf16 else logits, labels)
+
+        def forward(x: Tensor) -> Tensor:
+            return self.model(x, weights, active, straight_through)
+
+        return self.numerics.loss(forward, images, labels)[0]
 
 
 class Method(abc.ABC):
@@ -79,7 +82,7 @@ class Method(abc.ABC):
     def __init__(self, model: SuperNet, config: Config, options: Any, device: torch.device):
         self.model, self.config, self.options, self.device = model, config, options, device
         self.epoch = 0
-        self.dtype = torch.float64 if config.dtype == "float64" else torch.float32
+        self.dtype = Numerics.from_config(config).dtype
         self.alpha = torch.nn.Parameter(self.initial_alpha().to(self.dtype))
         self.optimizer = torch.optim.Adam(
             [self.alpha],
