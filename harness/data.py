@@ -30,6 +30,7 @@ from harness.datafiles import (  # noqa: F401 - the formats' names, still read a
     cifar10_fingerprint,
     cifar10_help,
     download_cifar10,
+    downsample,
     load_cifar10,
     load_cifar100,
     load_imagenet16,
