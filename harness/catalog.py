@@ -1,83 +1,64 @@
 """The registered methods by name, module and summary, readable without importing torch.
 
-``python -m harness methods`` lists methods from this table, so it answers at once;
-importing :mod:`harness.methods` (the registry itself) imports torch and every method.
-``tests/test_api.py`` checks that this table equals the registry, so a method added
-there and not here (or a summary changed in one place only) fails the tests.
+``python -m harness methods`` lists methods from here, so it answers at once; importing
+:mod:`harness.methods` (the registry itself) imports torch and every method. Nothing
+here is kept by hand: each method module is parsed (not imported) and every class
+decorated with ``@register`` gives its ``name`` and ``summary``, the same two class
+attributes the registry reads. ``tests/test_api.py`` holds this table equal to the
+registry, so a declaration the parser cannot read (not a plain string) fails the tests.
 """
 
 from __future__ import annotations
 
-METHODS: dict[str, tuple[str, str]] = {
-    "amended": (
-        "harness.methods.amended",
-        "Amended-DARTS [I]: ∇_α L_val − η·∇²_{αw}L_tr·H·∇_w L_val by finite differences",
-    ),
-    "beta_darts": (
-        "harness.methods.beta_darts",
-        "β-DARTS: α loss + λ_t·mean_e logsumexp(α_e), λ linear 0→50",
-    ),
-    "cdao": (
-        "harness.methods.cdao",
-        "DARTS-CDAO [I]: α step on p + λ_t·sg(onehot − p), coarse gradient via STE",
-    ),
-    "constrained": (
-        "harness.methods.constrained",
-        "Maile et al. / DARTS-PRIME: dynamic α schedule, prox/ADMM, optional CRB",
-    ),
-    "da2s": (
-        "harness.methods.da2s",
-        "DA2S: entropy of softmax(f(α)) with a delayed linear ramp (bilevel or single)",
-    ),
-    "darts": (
-        "harness.methods.darts",
-        "DARTS first order: α step on the valid batch at the current weights",
-    ),
-    "darts2": (
-        "harness.methods.darts2",
-        "DARTS second order: unrolled virtual step, finite-difference Hessian term",
-    ),
-    "darts_minus": (
-        "harness.methods.darts_minus",
-        "DARTS-: auxiliary skip β_t·x on every edge, β linear 1→0; argmax softmax(α)",
-    ),
-    "drnas": (
-        "harness.methods.drnas",
-        "DrNAS: Dirichlet edge weights by rsample, L2/KL; progressive option (PC, pruning)",
-    ),
-    "fairdarts": (
-        "harness.methods.fairdarts",
-        "FairDARTS: sigmoid(α) weights, α loss + 10·zero-one loss; σ ≥ 0.85 per edge",
-    ),
-    "gdas": (
-        "harness.methods.gdas",
-        "GDAS: one Gumbel-max op per edge, straight-through gradient, τ 10→0.1",
-    ),
-    "pcdarts": (
-        "harness.methods.pcdarts",
-        "PC-DARTS: mixed op on 1/K of the channels + channel shuffle, α step first",
-    ),
-    "rdarts": (
-        "harness.methods.rdarts",
-        "RDARTS [I]: one α per stage, Reg distance between stages with adaptive weight",
-    ),
-    "rsps": (
-        "harness.methods.rsps",
-        "random search with parameter sharing: uniform single-path training, best of K",
-    ),
-    "sdarts_adv": (
-        "harness.methods.sdarts",
-        "SDARTS-ADV: weight step on softmax(α) + 7-step L∞ PGD δ, ε ramped 0.03→0.3",
-    ),
-    "sdarts_rs": (
-        "harness.methods.sdarts",
-        "SDARTS-RS: weight step on clip(softmax(α) + U(−ε, ε)), ε ramped 0.03→0.3",
-    ),
-    "snas": (
-        "harness.methods.snas",
-        "SNAS: Gumbel-softmax sample of the cell each forward, τ 10→1 (DrNAS's NB201)",
-    ),
-}
+import ast
+from pathlib import Path
+
+METHODS_DIR = Path(__file__).parent / "methods"
+NOT_METHODS = {"__init__", "base"}
+"""Modules of ``harness/methods/`` that register no method (``parts/`` is a package)."""
+
+
+def _string_attributes(node: ast.ClassDef) -> dict[str, str]:
+    """The class body's plain ``NAME = "text"`` assignments."""
+    found = {}
+    for statement in node.body:
+        if (
+            isinstance(statement, ast.Assign)
+            and len(statement.targets) == 1
+            and isinstance(statement.targets[0], ast.Name)
+            and isinstance(statement.value, ast.Constant)
+            and isinstance(statement.value.value, str)
+        ):
+            found[statement.targets[0].id] = statement.value.value
+    return found
+
+
+def _is_registered(node: ast.ClassDef) -> bool:
+    return any(isinstance(d, ast.Name) and d.id == "register" for d in node.decorator_list)
+
+
+def _declared(path: Path) -> list[tuple[str, str]]:
+    """``(name, summary)`` of each registered class in one method module."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and _is_registered(node):
+            attributes = _string_attributes(node)
+            found.append((attributes.get("name", ""), attributes.get("summary", "")))
+    return found
+
+
+def _read_methods() -> dict[str, tuple[str, str]]:
+    table = {}
+    for path in sorted(METHODS_DIR.glob("*.py")):
+        if path.stem in NOT_METHODS:
+            continue
+        for name, summary in _declared(path):
+            table[name] = (f"harness.methods.{path.stem}", summary)
+    return dict(sorted(table.items()))
+
+
+METHODS: dict[str, tuple[str, str]] = _read_methods()
 """Method name → (the module that registers it, its one-line summary), sorted by name."""
 
 

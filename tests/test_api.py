@@ -83,13 +83,28 @@ def test_lookup_and_methods_commands_do_not_import_torch(command: list[str]) -> 
 
 
 def test_catalog_lists_exactly_the_registry() -> None:
-    """``methods`` reads the static catalog; it must say what the registry holds."""
+    """``methods`` reads the catalog parsed from the method files; it must say what the
+    registry holds (a declaration the parser misreads fails here)."""
     from harness import methods
 
     registry = methods.registry()
     assert list(catalog.METHODS) == list(registry)
     for name, cls in registry.items():
         assert catalog.METHODS[name] == (cls.__module__, cls.summary), name
+
+
+def test_catalog_reads_only_registered_classes_string_declarations(tmp_path: Path) -> None:
+    """The parser takes ``name`` and ``summary`` of ``@register`` classes only; a base class
+    or a helper class in the same file adds nothing."""
+    (tmp_path / "scratch.py").write_text(
+        "class Base(Method):\n    name = 'base_only'\n    summary = 'never listed'\n\n"
+        "@register\nclass One(Base):\n    name = 'one'\n    summary = 'the first'\n"
+        "    alpha_first = True\n\n"
+        "@register\nclass Two(Base):\n    summary = 'the second'\n    name = 'two'\n",
+        encoding="utf-8",
+    )
+    declared = catalog._declared(tmp_path / "scratch.py")
+    assert declared == [("one", "the first"), ("two", "the second")]
 
 
 def test_methods_command_prints_the_catalog(capsys: pytest.CaptureFixture[str]) -> None:

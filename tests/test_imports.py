@@ -18,8 +18,26 @@ SET_ASIDE = "methods"
 
 
 def modules() -> dict[str, Path]:
-    """``{name: path}`` of every module directly in ``harness/`` (the registry aside)."""
-    return {path.stem: path for path in sorted(PACKAGE.glob("*.py")) if path.stem != "__init__"}
+    """``{name: path}`` of every module in ``harness/`` and its subpackages (the registry
+    aside), named from ``harness``: ``search``, ``report`` (the package's ``__init__``),
+    ``report.tables``."""
+    found = {path.stem: path for path in sorted(PACKAGE.glob("*.py")) if path.stem != "__init__"}
+    for init in sorted(PACKAGE.glob("*/__init__.py")):
+        package = init.parent.name
+        if package != SET_ASIDE:
+            found[package] = init
+            found.update({f"{package}.{p.stem}": p for p in sorted(init.parent.glob("[!_]*.py"))})
+    return found
+
+
+def _target(dotted: str, names: set[str]) -> str:
+    """The module of ``names`` that an import of ``harness.<dotted>`` runs: the longest
+    known prefix (``report.tables.Table`` → ``report.tables``)."""
+    parts = dotted.split(".")
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in names:
+            return ".".join(parts[:end])
+    return parts[0]
 
 
 def _statements(body: list[ast.stmt]) -> list[ast.AST]:
@@ -48,15 +66,14 @@ def imported(path: Path, names: set[str]) -> set[str]:
             parts = node.module.split(".")
             if parts[0] != "harness":
                 continue
-            if len(parts) > 1:
-                targets.add(parts[1])
-            else:
-                targets.update(alias.name for alias in node.names)
+            inside = ".".join(parts[1:])
+            for alias in node.names:  # ``from harness.report import tables``: a module
+                targets.add(_target(f"{inside}.{alias.name}".lstrip("."), names))
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
                 if parts[0] == "harness" and len(parts) > 1:
-                    targets.add(parts[1])
+                    targets.add(_target(".".join(parts[1:]), names))
     return (targets & names) - {SET_ASIDE}
 
 
@@ -84,6 +101,7 @@ def test_no_import_cycle_inside_the_package() -> None:
     found = modules()
     graph = {name: imported(path, set(found)) for name, path in found.items()}
     assert graph["sweep"] >= {"backends", "jobs"}  # the walk sees real imports
+    assert graph["report"] >= {"report.tables", "manifest"}  # and into subpackages
     assert cycles(graph) == []
 
 

@@ -1,7 +1,7 @@
 """Wiring: which batch each update uses, the order of the two steps, and what is derived.
 
 Each test here fails on a specific wrong wiring that the method-level tests in
-``test_methods.py`` would not see: an α loss on the train batch instead of the
+``tests/methods/`` would not see: an α loss on the train batch instead of the
 valid batch, a loop that ignores ``alpha_first``, a step order flipped, a
 derivation that drops ``none``, a weight step on the wrong weights.
 """
@@ -216,7 +216,7 @@ def test_cdao_default_weight_step_trains_on_the_continuous_weights() -> None:
 )
 def test_derive_takes_none_where_it_leads(name: str) -> None:
     # fairdarts's default, the code's threshold_sparse, leaves `none` out of its argmax
-    # (tests/test_baselines_perturb.py); its argmax option is the rule tested here
+    # (tests/methods/test_fairdarts.py); its argmax option is the rule tested here
     method = make(name, **({"derive": "argmax"} if name == "fairdarts" else {}))
     with torch.no_grad():
         method.alpha.zero_()

@@ -74,7 +74,7 @@ def with_aux_skip(weights: Tensor, beta: float) -> Tensor:
 
     The auxiliary op is the identity (the code's ``Identity`` on stride-1 edges, all of
     NB201's), so β·x is exactly β more weight on ``skip_connect``; both supernet paths
-    then compute it with no extra pass (``tests/test_baselines_perturb.py`` checks it
+    then compute it with no extra pass (``tests/methods/test_darts_minus.py`` checks it
     against an explicit β·x term).
     """
     shift = torch.zeros_like(weights)
