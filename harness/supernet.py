@@ -43,8 +43,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -233,8 +232,7 @@ def _dense(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=layout)
 
 
-@dataclass(frozen=True)
-class EdgeGroup:
+class EdgeGroup(NamedTuple):
     """The edges leaving one source node, as the dense path reads them: views of the
     cell's stacked tensors (see :meth:`SearchCell._edge_groups`)."""
 
