@@ -21,14 +21,22 @@ one on CUDA:
   ``weights[list(SLOT_EDGES)]``); a backward reuses the forward's device index.
 
 Each is attributed to the innermost ``harness/`` line that made it. ``ops`` counts the
-operations on device tensors other than views: roughly the kernels a step launches on
-CUDA (the CPU kernels of an op and its CUDA kernels need not be one to one). Counts are per
-search step (a weight step plus the method's α step), averaged over ``--steps``
-steps after one warm-up step, on the ``smoke`` shape (the counts do not depend on the
-shape: N, C and the batch change no Python path except the supernet's per-cell loop,
-which scales with N; ``--preset paper`` counts at N = 5).
+operations on device tensors other than views and other than ops that produce no
+element (the empty reserve tensor of a CPU batch norm, profiler markers): roughly the
+kernels a step launches on CUDA (the CPU kernels of an op and its CUDA kernels need not
+be one to one). They are split into forward (``fwd``, everything outside autograd's
+backward and the optimizers), backward (``bwd``) and the optimizers' steps (``optim``).
+On the CPU torch's SGD and Adam loop over the parameters (a handful of ops each); on
+CUDA they default to ``foreach`` kernels, a few launches for all parameters together,
+so ``optim`` overstates CUDA's launches and ``fwd + bwd`` is the supernet's and the
+method's share. ``--top K`` lists the K most frequent ops of each method (where the
+launches come from). Counts are per search step (a weight step plus the method's α
+step), averaged over ``--steps`` steps after one warm-up step, on the ``smoke`` shape
+(the counts do not depend on the shape: N, C and the batch change no Python path
+except the supernet's per-cell loop, which scales with N; ``--preset paper`` counts at
+N = 5).
 
-    python benchmarks/host_syncs.py [--methods darts,gdas] [--steps 3] [--json]
+    python benchmarks/host_syncs.py [--methods darts,gdas] [--steps 3] [--top 15] [--json]
 """
 
 from __future__ import annotations
@@ -46,6 +54,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
@@ -56,6 +68,8 @@ SCALAR_READS = {aten._local_scalar_dense.default}
 KINDS = ("read", "copy", "list_index")
 """What a sync is counted as; ``torch_cpu`` reads (see :data:`SYNC_FREE_ON_CUDA`) are not."""
 INDEX_OPS = {aten.index.Tensor, aten.index_put_.default, aten.index_put.default}
+PHASES = ("fwd", "bwd", "optim")
+"""Where a counted op runs: forward (and the rest of the step), backward, optimizer step."""
 
 
 class HostSyncCounter(TorchDispatchMode):
@@ -66,7 +80,18 @@ class HostSyncCounter(TorchDispatchMode):
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self._host: dict[int, weakref.ref] = {}
         self.cpu_only = 0  # > 0 inside a torch call whose reads happen on the CPU only
-        self.device_ops = 0  # ops on device tensors other than views
+        self.in_optimizer = 0  # > 0 inside an optimizer's step
+        self.ops: collections.Counter[tuple[str, str]] = collections.Counter()  # (phase, op)
+
+    @property
+    def device_ops(self) -> int:
+        """Ops on device tensors other than views and empty outputs (≈ kernels)."""
+        return sum(self.ops.values())
+
+    def phase(self) -> str:
+        if self.in_optimizer:
+            return "optim"
+        return "bwd" if torch._C._current_graph_task_id() != -1 else "fwd"
 
     # --- which tensors live on the host -------------------------------------------
     def mark_host(self, tensor: Any) -> Any:
@@ -92,13 +117,14 @@ class HostSyncCounter(TorchDispatchMode):
         host_inputs = all(self.is_host(t) for t in tensors)  # a factory: made on the host
         if func in INDEX_OPS:  # a Python-list index is made outside the dispatcher
             host_inputs = self.is_host(args[0])
-        if not func.is_view and not host_inputs:
-            self.device_ops += 1  # roughly one kernel launch on CUDA
+        launches = not func.is_view and not host_inputs
         if func in SCALAR_READS and not host_inputs:
             self.record("read")
         if func in INDEX_OPS and not host_inputs and torch._C._current_graph_task_id() == -1:
             self.record("list_index")  # in a backward the index is the forward's, on the device
         out = func(*args, **kwargs)
+        if launches and _writes_elements(out):
+            self.ops[(self.phase(), str(func))] += 1  # roughly one kernel launch on CUDA
         for t in tree_flatten(out)[0]:  # in-place ops return an input: re-decide it too
             if host_inputs:
                 self.mark_host(t)
@@ -108,6 +134,13 @@ class HostSyncCounter(TorchDispatchMode):
 
     def total(self, kind: str | None = None) -> int:
         return sum(n for (k, _), n in self.counts.items() if kind in (None, k))
+
+
+def _writes_elements(out: Any) -> bool:
+    """False for ops with no element to compute: a kernel launch needs one (profiler
+    markers return no tensor; a CPU batch norm allocates an empty reserve tensor)."""
+    tensors = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+    return any(t.numel() > 0 for t in tensors)
 
 
 TORCH = Path(torch.__file__).parent
@@ -175,8 +208,18 @@ def counting() -> Iterator[HostSyncCounter]:
     def from_numpy(array: Any) -> torch.Tensor:
         return counter.mark_host(original_from_numpy(array))
 
+    def enter_step(*_: Any) -> None:
+        counter.in_optimizer += 1
+
+    def leave_step(*_: Any) -> None:
+        counter.in_optimizer -= 1
+
     for name in ("tolist", "cpu", "numpy"):
         patch(name, reader(name))
+    hooks = (
+        register_optimizer_step_pre_hook(enter_step),
+        register_optimizer_step_post_hook(leave_step),
+    )
     patch("to", to)
     original_from_numpy, original_one_hot = torch.from_numpy, F.one_hot
     torch.from_numpy, F.one_hot = from_numpy, one_hot
@@ -184,6 +227,8 @@ def counting() -> Iterator[HostSyncCounter]:
         with counter:
             yield counter
     finally:
+        for hook in hooks:
+            hook.remove()
         for name, original in originals.items():
             setattr(torch.Tensor, name, original)
         torch.from_numpy, F.one_hot = original_from_numpy, original_one_hot
@@ -212,8 +257,18 @@ def method_step_counts(method: str, steps: int, preset: str) -> dict[str, Any]:
             step()
     per_step = {kind: counter.total(kind) / steps for kind in KINDS}
     sites = {f"{kind} {site}": n / steps for (kind, site), n in sorted(counter.counts.items())}
-    ops = counter.device_ops / steps
-    return {"per_step": per_step, "syncs": sum(per_step.values()), "ops": ops, "sites": sites}
+    phases = {p: sum(n for (q, _), n in counter.ops.items() if q == p) / steps for p in PHASES}
+    by_op: collections.Counter[str] = collections.Counter()
+    for (phase, op), n in counter.ops.items():
+        by_op[f"{phase} {op}"] += n / steps
+    return {
+        "per_step": per_step,
+        "syncs": sum(per_step.values()),
+        "ops": counter.device_ops / steps,
+        "ops_by_phase": phases,
+        "ops_by_name": dict(by_op.most_common()),
+        "sites": sites,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", help="comma-separated; default every registered method")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--preset", default="smoke", help="smoke (N=1) or paper (N=5)")
+    parser.add_argument("--top", type=int, default=0, help="list each method's K commonest ops")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -232,14 +288,19 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(
-        f"{'method':>12} {'read':>6} {'copy':>6} {'index':>6} {'ops':>7}  (per step, {args.preset})"
+        f"{'method':>12} {'read':>6} {'copy':>6} {'index':>6} {'ops':>7} {'fwd':>6} {'bwd':>6}"
+        f" {'optim':>6}  (per step, {args.preset})"
     )
     for name, counts in result.items():
-        per = counts["per_step"]
+        per, phase = counts["per_step"], counts["ops_by_phase"]
         print(
             f"{name:>12} {per['read']:6.1f} {per['copy']:6.1f} {per['list_index']:6.1f} "
-            f"{counts['ops']:7.0f}"
+            f"{counts['ops']:7.0f} {phase['fwd']:6.0f} {phase['bwd']:6.0f} {phase['optim']:6.0f}"
         )
+    for name, counts in result.items() if args.top else ():
+        print(f"\n{name}: the {args.top} commonest ops per step")
+        for op, n in list(counts["ops_by_name"].items())[: args.top]:
+            print(f"  {n:7.1f}  {op}")
     return 0
 
 

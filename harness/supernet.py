@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +66,9 @@ SOURCE_SLOTS: tuple[tuple[int, int], ...] = tuple(
     (SLOT[edges[0]], SLOT[edges[0]] + len(edges)) for edges in OUT_EDGES
 )
 """Storage rows [lo, hi) of the edges leaving nodes 0, 1, 2."""
+SOURCE_SIZES: tuple[int, ...] = tuple(len(edges) for edges in OUT_EDGES)
+"""How many edges leave nodes 0, 1, 2: the row counts of the per-source pieces."""
+LIVE_OPS = (SKIP, CONV1, CONV3, POOL)
 STACKED = tuple(
     f"{kind}_{what}"
     for kind in ("conv3", "conv1")
@@ -227,6 +230,16 @@ def _dense(x: Tensor) -> Tensor:
         return x
     layout = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
     return x.contiguous(memory_format=layout)
+
+
+class EdgeGroup(NamedTuple):
+    """The edges leaving one source node, as the dense path reads them: views of the
+    cell's stacked tensors (see :meth:`SearchCell._edge_groups`)."""
+
+    slots: list[int]  # their storage rows
+    convs: dict[str, tuple[Tensor, Tensor, Tensor]]  # kind → kernels, biases, BN scale [n·c]
+    skip: Tensor  # [n] skip weights
+    pool: Tensor  # [n] pool weights
 
 
 class SearchCell(nn.Module):
@@ -413,6 +426,8 @@ class SearchCell(nn.Module):
         # α rows in storage order (slices per source), gathered with the device-resident
         # row index: a Python-list index would copy it to the device on every call
         stored = weights.index_select(0, self.edge_rows)
+        dense = [_all_live(OUT_EDGES[source], on) for source in range(3)]
+        groups = self._edge_groups(stored) if any(dense) else None
         partial: list[Tensor | None] = [None, None, None, None]
         bypass: list[Tensor | None] = [None, None, None, None]
         if straight_through:
@@ -420,7 +435,14 @@ class SearchCell(nn.Module):
         nodes = [x]
         for source in range(3):
             h, rest = self._split(nodes[source])
-            for target, term in self._edges_from(source, h, stored, on):
+            if dense[source]:
+                assert groups is not None
+                terms = self._dense_edges(h, groups[source])
+                edges = zip(OUT_EDGES[source], terms, strict=True)
+                contributions = [(EDGES[k][0], term) for k, term in edges]
+            else:
+                contributions = self._sparse_edges(h, stored, list(OUT_EDGES[source]), on)
+            for target, term in contributions:
                 partial[target] = term if partial[target] is None else partial[target] + term
             if rest is not None:  # shuffle is linear: add the bypasses, shuffle once per node
                 for k in OUT_EDGES[source]:
@@ -436,19 +458,42 @@ class SearchCell(nn.Module):
             nodes.append(_dense(self._node_output(source + 1, self._merge(nxt, rest_in))))
         return nodes[3]
 
-    def _edges_from(
-        self, source: int, h: Tensor, stored: Tensor, on: list[list[bool]]
-    ) -> list[tuple[int, Tensor]]:
-        """Contributions of the edges leaving ``source``, as (target, tensor)."""
-        edges = OUT_EDGES[source]
-        if all(all(on[k][o] for o in (SKIP, CONV1, CONV3, POOL)) for k in edges):
-            lo, hi = SOURCE_SLOTS[source]
-            terms = self._dense_edges(h, stored, lo, hi)
-            return [(EDGES[k][0], term) for k, term in zip(edges, terms, strict=True)]
-        return self._sparse_edges(h, stored, list(edges), on)
+    def _edge_groups(self, stored: Tensor) -> tuple[EdgeGroup, ...]:
+        """Per source node, the views its dense edges read, cut from the cell's stacked
+        tensors with one ``split`` each: in backward every stacked tensor then gets one
+        concatenated gradient, not one zero-filled full-size gradient per slice (and per
+        select of α) plus the additions that sum them."""
+        c = self.op_channels
+        kernels = {}
+        for kind in ("conv3", "conv1"):
+            weights = getattr(self, f"{kind}_weight").split(SOURCE_SIZES)
+            biases = getattr(self, f"{kind}_bias").split(SOURCE_SIZES)
+            if c != self.channels:
+                weights = tuple(w[:, :c, :c] for w in weights)
+                biases = tuple(b[:, :c] for b in biases)
+            kernels[kind] = tuple(zip(weights, biases, strict=True))
+        columns = stored.unbind(1)  # one weight per edge and op, storage order
+        scales = {
+            kind: columns[op][:, None]
+            .expand(NUM_EDGES, c)
+            .contiguous()  # see _conv_bn: the BN kernel needs a packed scale
+            .view(-1)
+            .split([n * c for n in SOURCE_SIZES])
+            for kind, op in (("conv3", CONV3), ("conv1", CONV1))
+        }
+        skip, pool = columns[SKIP].split(SOURCE_SIZES), columns[POOL].split(SOURCE_SIZES)
+        return tuple(
+            EdgeGroup(
+                list(range(*SOURCE_SLOTS[source])),
+                {kind: (*kernels[kind][source], scales[kind][source]) for kind in kernels},
+                skip[source],
+                pool[source],
+            )
+            for source in range(3)
+        )
 
-    def _dense_edges(self, h: Tensor, stored: Tensor, lo: int, hi: int) -> tuple[Tensor, ...]:
-        """All four live ops on the edges in storage rows [lo, hi), one [B, C, H, W] each.
+    def _dense_edges(self, h: Tensor, group: EdgeGroup) -> tuple[Tensor, ...]:
+        """All four live ops on the edges of ``group``, one [B, C, H, W] each.
 
         The mixing weight of a conv op is applied as the scale of its (otherwise
         affine-free) BN, so it costs no extra pass over the activations; skip and
@@ -456,16 +501,15 @@ class SearchCell(nn.Module):
         """
         b, c, height, width = h.shape
         r = F.relu(h)
-        slots = list(range(lo, hi))
-        y = self._conv_bn(r, stored, slots, "conv3")
-        y = y.add_(self._conv_bn(r, stored, slots, "conv1"))
+        y = self._conv_bn(r, group.slots, "conv3", *group.convs["conv3"])
+        y = y.add_(self._conv_bn(r, group.slots, "conv1", *group.convs["conv1"]))
         dtype = y.dtype
         return AddSkipPool.apply(
-            y.view(b, hi - lo, c, height, width),
+            y.view(b, len(group.slots), c, height, width),
             h.to(dtype),
             avg_pool3(h).to(dtype),
-            stored[lo:hi, SKIP].to(dtype),
-            stored[lo:hi, POOL].to(dtype),
+            group.skip.to(dtype),
+            group.pool.to(dtype),
         )
 
     def _sparse_edges(
@@ -478,7 +522,13 @@ class SearchCell(nn.Module):
         terms: dict[int, list[Tensor]] = {SLOT[k]: [] for k in edges}
         for kind, chosen in (("conv3", conv3), ("conv1", conv1)):
             if chosen:
-                y = self._conv_bn(r, stored, chosen, kind)
+                op = CONV3 if kind == "conv3" else CONV1
+                scale = _rows(stored, chosen)[:, op, None].expand(len(chosen), self.op_channels)
+                # contiguous: for one edge the expand is a stride-0 view, and the CPU
+                # channels_last BN kernel reads the scale as if packed (wrong results)
+                y = self._conv_bn(
+                    r, chosen, kind, *self._kernel(kind, chosen), scale.contiguous().view(-1)
+                )
                 for slot, part in zip(chosen, y.split(self.op_channels, dim=1), strict=True):
                     terms[slot].append(part)
         if any(on[k][POOL] for k in edges):
@@ -491,17 +541,13 @@ class SearchCell(nn.Module):
                 terms[SLOT[k]].append(stored[SLOT[k], SKIP] * h)
         return [(EDGES[k][0], _sum(terms[SLOT[k]])) for k in edges if terms[SLOT[k]]]
 
-    def _conv_bn(self, r: Tensor, stored: Tensor, slots: list[int], kind: str) -> Tensor:
-        """One convolution for ``kind`` on the edges in storage ``slots``, BN scaled by
-        their op weights (``stored`` holds α rows in storage order)."""
-        c = self.op_channels
-        weight, bias = self._kernel(kind, slots)
-        bias = bias.reshape(-1)
-        y = F.conv2d(r, weight.reshape(-1, *weight.shape[2:]), bias, padding=weight.shape[-1] // 2)
-        op = CONV3 if kind == "conv3" else CONV1
-        # contiguous: for one edge the expand is a stride-0 view, and the CPU
-        # channels_last BN kernel reads the scale as if packed (wrong results).
-        scale = _rows(stored, slots)[:, op, None].expand(len(slots), c).contiguous().view(-1)
+    def _conv_bn(
+        self, r: Tensor, slots: list[int], kind: str, weight: Tensor, bias: Tensor, scale: Tensor
+    ) -> Tensor:
+        """One convolution with the kernels [n, c, c, k, k] and biases [n, c] of the edges
+        in storage ``slots``, then one BN scaled by their op weights ``scale`` [n·c]."""
+        kernels = weight.reshape(-1, *weight.shape[2:])
+        y = F.conv2d(r, kernels, bias.reshape(-1), padding=weight.shape[-1] // 2)
         mean, var = self._stats(kind, slots)
         use_batch = self.training or mean is None
         y = F.batch_norm(y, mean, var, scale.to(y.dtype), None, use_batch, 0.1, 1e-5)
@@ -558,6 +604,11 @@ def _constant_terms(weights: Tensor, active: Tensor | None) -> list[Tensor | Non
             term = weights[k].index_select(0, _slot_index(tuple(off), weights.device)).sum()
             totals[target] = term if totals[target] is None else totals[target] + term
     return totals
+
+
+def _all_live(edges: tuple[int, ...], on: list[list[bool]]) -> bool:
+    """Whether every op but ``none`` runs on all of ``edges`` (the dense path)."""
+    return all(on[k][o] for k in edges for o in LIVE_OPS)
 
 
 def _active_lists(active: Tensor | None) -> list[list[bool]]:

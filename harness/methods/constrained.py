@@ -45,6 +45,15 @@
   the loop for that split through :meth:`train_fraction`. Off by default, so
   every method sees the protocol's 50/50 split unless asked.
 * ``proxadj`` is not implemented.
+
+Host syncs: the dynamic schedule reads F_t = ‖∇w‖² once per search step
+(``float(grad_norm)``), and that read is the algorithm: whether the next α step is
+computed at all depends on it, and at the schedule's equilibrium only about 1/(1+s) of
+the steps take one. Deciding on the device would mean computing every α step and
+discarding most (about twice the cost per step), for numbers the host decision gives
+anyway. Under ``crb`` each α step taken also copies the pruning mask to the host (the
+supernet skips pruned ops). The ``fixed`` and ``every`` schedules read nothing
+(``tests/test_host_syncs.py``).
 """
 
 from __future__ import annotations

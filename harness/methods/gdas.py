@@ -24,6 +24,15 @@ sampled once keeps a zero gradient when unsampled, so SGD still applies weight d
 and momentum to it. ``hold_unsampled=false`` gives that behaviour (our rows move as
 1.x moved them, except before an op's first sample, where 1.x had no gradient yet).
 
+Host syncs: two per search step, one per draw (weight step, α step), and they are part
+of the algorithm. GDAS's saving is that only the sampled op of each edge is computed, so
+the host must know the sample (AutoDL reads it per edge with ``.item()``), and the sample
+depends on α, which the previous α step has just changed on the device. A device-side
+sample would need every op computed and masked: the dense cost GDAS avoids, and other
+numbers (other summation order). Each draw reads the sampled indices and AutoDL's
+"p̃ is finite" check in one copy (``straight_through_gumbel``); ``tests/test_host_syncs.py``
+holds the count at two.
+
 **[I]** The discretization gap's "continuous" supernet uses softmax(α), the
 distribution GDAS samples from at τ = 1 (GDAS itself never runs a mixed forward).
 """
