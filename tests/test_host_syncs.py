@@ -14,8 +14,9 @@ import pytest
 import torch
 from tiny import make, tiny_state
 
-from harness import methods, search
+from harness import methods
 from harness.methods.base import StepContext
+from harness.train import weight_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import host_syncs  # noqa: E402 - a benchmark script, importable from its folder
@@ -46,10 +47,10 @@ def counted_step(name: str, options: dict[str, Any]) -> host_syncs.HostSyncCount
     valid = next(state.data.valid.epoch_batches(0))
 
     def step(at: int) -> None:
-        ctx = StepContext(state.model, state.w_optimizer, 0, at, 3, 4)
+        ctx = StepContext(state.model, state.w_optimizer, 0, at, 3, 4, state.numerics)
         if method.alpha_first:
             method.arch_step(ctx, train, valid)
-        search.weight_step(state, ctx, train)
+        weight_step(state, ctx, train)
         if not method.alpha_first:
             method.arch_step(ctx, train, valid)
 
