@@ -75,7 +75,7 @@ def trace(prepared: Any, run: Path) -> tuple[list[str], set[str]]:
             return
         if not walk or walk[-1] != name:
             walk.append(name)
-        caller = (frame.f_back.f_globals.get("__name__", "") if frame.f_back else "")
+        caller = frame.f_back.f_globals.get("__name__", "") if frame.f_back else ""
         if name == "results" and caller != module and caller.startswith("harness."):
             to_files.add(caller.removeprefix("harness."))
 
