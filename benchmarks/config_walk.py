@@ -11,9 +11,10 @@ job, its run directory (a path in it, a ``RunDir`` or ``Search`` holding it) or 
 recorded identity. Calls into ``config`` (the value itself) and ``errors`` are left out.
 Printed: the modules in call order, consecutive repeats merged; the number of hops
 between modules; the climbs (a hop to a module higher in :data:`LAYERS` than the one
-before it); and the modules that call into ``results`` (the files) on the walk.
+before it); the distinct calls from one module into another; and the modules that call
+into ``results`` (the files) on the walk. Dataclass-generated ``__init__`` s are left out.
 
-    python benchmarks/config_walk.py
+    python benchmarks/config_walk.py [-v]   # -v: every call on the walk
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ sys.path[:0] = [str(ROOT)]  # this checkout's harness, not another
 LAYERS = ("api", "sweep", "backends", "jobs", "search", "rundir", "runs", "results")
 """The modules on the walk, top (the API) to bottom (the files)."""
 LEFT_OUT = ("harness.config", "harness.errors")
+VERBOSE = "-v" in sys.argv[1:]
 
 
 class Stop(BaseException):
@@ -56,13 +58,13 @@ def carries(value: Any, run: Path, config: Any) -> bool:
 
 
 def trace(prepared: Any, run: Path) -> tuple[list[str], set[str]]:
-    """The modules of the calls on the walk, in order (repeats merged), and the modules
-    that call into ``results`` (the files) on it."""
+    """The modules of the calls on the walk, in order (repeats merged), and the calls
+    from one module into another on it (``caller→callee``)."""
     from harness import api, search
 
     config = prepared.jobs[0].config
     walk: list[str] = []
-    to_files: set[str] = set()
+    edges: set[str] = set()
 
     def profile(frame: FrameType, event: str, _: Any) -> None:
         if event != "call":
@@ -71,13 +73,15 @@ def trace(prepared: Any, run: Path) -> tuple[list[str], set[str]]:
         if not module.startswith("harness.") or module.startswith(LEFT_OUT):
             return
         name = module.removeprefix("harness.")
-        if not on_walk(frame, run, config):
-            return
+        if frame.f_code.co_filename == "<string>" or not on_walk(frame, run, config):
+            return  # a dataclass's generated __init__ is no module's logic
+        if VERBOSE:
+            print(f"  {name}.{frame.f_code.co_qualname}")
         if not walk or walk[-1] != name:
             walk.append(name)
         caller = frame.f_back.f_globals.get("__name__", "") if frame.f_back else ""
-        if name == "results" and caller != module and caller.startswith("harness."):
-            to_files.add(caller.removeprefix("harness."))
+        if caller != module and caller.startswith("harness.") and not caller.startswith(LEFT_OUT):
+            edges.add(f"{caller.removeprefix('harness.')}→{name}")
 
     def stop(*_: Any, **__: Any) -> None:
         raise Stop
@@ -90,7 +94,7 @@ def trace(prepared: Any, run: Path) -> tuple[list[str], set[str]]:
         pass
     finally:
         sys.setprofile(None)
-    return walk, to_files
+    return walk, edges
 
 
 def climbs(walk: list[str]) -> int:
@@ -116,10 +120,12 @@ def main() -> None:
         from harness.backends import Backend
 
         prepared = api.Prepared(jobs, "smoke", True, Path(tmp), data_dir, benchmark, 1, Backend())
-        walk, to_files = trace(prepared, run)
+        walk, edges = trace(prepared, run)
     print(" → ".join(walk))
     print(f"{len(walk) - 1} hops, {climbs(walk)} climbs, {len(set(walk))} modules")
-    print(f"calling into results (the files): {', '.join(sorted(to_files))}")
+    print(f"{len(edges)} module→module calls: {', '.join(sorted(edges))}")
+    files = sorted(edge.partition("→")[0] for edge in edges if edge.endswith("→results"))
+    print(f"calling into results (the files): {', '.join(files)}")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from harness import discretization, inference, layout, manifest, metrics, results, scorecard
+from harness import discretization, inference, layout, manifest, metrics, results, rundir, scorecard
 from harness.benchmark import Benchmark, seed_spread
 from harness.config import ONLY_FOR_SELECTION
 from harness.errors import UsageError, first_line
@@ -165,7 +165,7 @@ NO_FINISHED = (
 
 
 # --- which runs one row pools ------------------------------------------------------------
-NOT_COMPARED = ("seed", "method", "preset", "dataset", results.TABLE_KEY, *results.EXECUTION_FIELDS)
+NOT_COMPARED = ("seed", "method", "preset", "dataset", rundir.TABLE_KEY, *rundir.EXECUTION_FIELDS)
 """Config keys that never split a row: the seed (a row pools seeds), the row's own
 grouping, the table (flagged apart, see :func:`integrity_warnings`) and execution
 fields (they change speed, not results)."""
@@ -181,7 +181,7 @@ def protocol(config: Any) -> dict[str, str] | None:
     (``ONLY_FOR_SELECTION``: DARTS-PT's for an argmax row) is left out."""
     if not isinstance(config, dict):
         return None
-    flat = results.flat_recorded(config)
+    flat = rundir.flat_recorded(config)
     select = flat.get("select", "argmax")
     unread = {k for k, owner in ONLY_FOR_SELECTION.items() if owner != select}
     return {
@@ -240,7 +240,7 @@ def split_by_config(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         return frame, ""
     note = (
         f"Runs with different configs are never pooled: rows are split by {', '.join(differing)} "
-        f"(values in brackets); seed and {', '.join(results.EXECUTION_FIELDS)} are not compared."
+        f"(values in brackets); seed and {', '.join(rundir.EXECUTION_FIELDS)} are not compared."
     )
     return frame, note
 
@@ -1414,7 +1414,7 @@ def resolution_lines(frame: pd.DataFrame) -> list[str]:
     """What the preset measures on: images for the gap, cells and images for the ranking,
     the split-half's images or why there is none; statistics below a meaningful size marked."""
     finished = frame[frame["status"] == "finished"]
-    configs = [results.flat_recorded(c) for c in finished["config"] if isinstance(c, dict)]
+    configs = [rundir.flat_recorded(c) for c in finished["config"] if isinstance(c, dict)]
     if not configs:
         return []
     first = configs[0]
