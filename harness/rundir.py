@@ -183,6 +183,14 @@ class RunDir:
         """``final.json`` as written, unchecked (a run that just finished here)."""
         return results.read_json(self.directory / results.FINAL)
 
+    def final_version(self) -> int | None:
+        """Which ``final.json`` is there, None if none: it is written by rename, so a new
+        one is a new inode (a sweep watching a shared directory tells its own apart)."""
+        try:
+            return (self.directory / results.FINAL).stat().st_ino
+        except FileNotFoundError:
+            return None
+
     def remove_stray_temporaries(self) -> list[Path]:
         """Delete the temporaries of writes that were killed; call it holding the lock
         (then no write of this run is in flight)."""
