@@ -23,6 +23,19 @@ def test_every_config_field_has_a_rule() -> None:
     assert set(cfg.config_keys()) == set(cfg.RULES) - {"seed"}
 
 
+def test_each_field_is_declared_once_in_its_metadata() -> None:
+    """RULES, BEFORE_FIELD and ONLY_FOR_SELECTION are read from the fields' metadata,
+    never kept beside it; a pre-field value and a selection are values the rules allow."""
+    fields = dataclasses.fields(cfg.Config)
+    assert {f.name: f.metadata[cfg.RULE] for f in fields if cfg.RULE in f.metadata} == cfg.RULES
+    before = {f.name: f.metadata[cfg.BEFORE] for f in fields if cfg.BEFORE in f.metadata}
+    assert before == cfg.BEFORE_FIELD and "tf32" in before
+    assert all(cfg.RULES[name].check(value) for name, value in before.items())
+    only = {f.name for f in fields if cfg.ONLY_FOR_SELECTION_KEY in f.metadata}
+    assert set(cfg.ONLY_FOR_SELECTION) == only == {"pt_tune_frac", "pt_tune", "pt_alpha", "pt_eval"}
+    assert all(cfg.RULES["select"].check(owner) for owner in cfg.ONLY_FOR_SELECTION.values())
+
+
 def test_every_text_or_integer_method_option_declares_its_rule() -> None:
     """Floats and booleans have a default rule (finite, true/false); a text option needs
     its choices and an integer option its range."""
