@@ -27,7 +27,7 @@ from typing import Any
 import joblib
 import torch
 
-from harness import jobs, results
+from harness import jobs
 from harness.errors import UsageError, first_line
 
 BACKENDS = ("local", "dask", "ray", "slurm")
@@ -334,26 +334,18 @@ def _watched(
 
     thread = threading.Thread(target=call, name="harness-ray", daemon=True)
     thread.start()
-    pending = {task[0]: (task[1], _final_id(task[1].directory)) for task in tasks}
+    pending = {task[0]: (task[1], task[1].rundir().final_version()) for task in tasks}
     while thread.is_alive():
         thread.join(poll_s)
         for index, (job, before) in list(pending.items()):
-            if _final_id(job.directory) not in (None, before):  # written by this sweep
+            if job.rundir().final_version() not in (None, before):  # written by this sweep
                 del pending[index]
-                yield index, results.read_json(job.directory / results.FINAL)
+                yield index, job.rundir().recorded_final()
     for index, outcome in box.get("outcomes", []):
         if pending.pop(index, None) is not None:
             yield index, outcome
     for index, (job, _) in pending.items():  # lost when the pool broke
         yield index, jobs.pool_failure(job, box["error"])
-
-
-def _final_id(directory: Path) -> int | None:
-    """Which ``final.json`` is there (written by rename, so a new one is a new inode)."""
-    try:
-        return (directory / results.FINAL).stat().st_ino
-    except FileNotFoundError:
-        return None
 
 
 JOBLIB_BACKENDS = {"local": local, "dask": dask}

@@ -31,65 +31,219 @@ SWEEP_FIELDS = {"seed": "--seeds", "method": "--methods", "preset": "--preset"}
 """Fields the sweep sets for each job, and the flag that sets them: never ``--set``."""
 
 
+# --- what a field allows -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Rule:
+    """The values a field allows: ``allowed`` says which in words (for the error),
+    ``check`` tells whether a value is one of them."""
+
+    allowed: str
+    check: Callable[[Any], bool]
+
+
+def integer(low: int, high: int | None = None, note: str = "") -> Rule:
+    """An int in ``low..high`` (no upper bound when ``high`` is None)."""
+    span = f"an integer >= {low}" if high is None else f"an integer in {low}..{high}"
+    return Rule(span + (f" ({note})" if note else ""), lambda v: _in_range(v, low, high))
+
+
+def _in_range(value: Any, low: int, high: int | None) -> bool:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return False
+    return value >= low and (high is None or value <= high)
+
+
+def real(
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    above: bool = False,
+    below: bool = False,
+    inf: bool = False,
+    note: str = "",
+) -> Rule:
+    """A finite number (``inf`` allows +inf) with optional bounds; ``above`` / ``below``
+    make them strict. NaN is never allowed."""
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if above else '>='} {low:g}")
+    if high is not None:
+        bounds.append(f"{'<' if below else '<='} {high:g}")
+    allowed = "a number (inf allowed)" if inf else "a finite number"
+    if bounds:
+        allowed += " " + " and ".join(bounds)
+    if note:
+        allowed += f" ({note})"
+
+    def check(value: Any) -> bool:
+        if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
+            return False
+        if math.isinf(value) and not (inf and value > 0):
+            return False
+        ok_low = low is None or (value > low if above else value >= low)
+        ok_high = high is None or (value < high if below else value <= high)
+        return ok_low and ok_high
+
+    return Rule(allowed, check)
+
+
+def one_of(*choices: str) -> Rule:
+    return Rule("one of " + ", ".join(choices), lambda v: v in choices)
+
+
+def one_of_ints(*choices: int) -> Rule:
+    return Rule(
+        "one of " + ", ".join(map(str, choices)),
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v in choices,
+    )
+
+
+BOOL = Rule("true or false", lambda v: isinstance(v, bool))
+DEVICE = Rule(
+    "auto, cpu, cuda or cuda:N (N a GPU index; other devices such as mps are not supported)",
+    lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None,
+)
+SIZE_NOTE = "0 = all"
+
+# --- one field: its type, default, rule and the behaviour of runs that predate it ----------
+RULE, BEFORE, ONLY_FOR_SELECTION_KEY = "rule", "before", "only_for_selection"
+"""The keys of a :class:`Config` field's metadata (see :func:`declare`)."""
+_NEVER = object()
+
+
+def declare(
+    default: Any, rule: Rule, *, before: Any = _NEVER, only_for_selection: str | None = None
+) -> Any:
+    """A :class:`Config` field, declared once: its ``default``, the ``rule`` of the values
+    it allows, what a run recorded before it existed did (``before``; only for a field
+    added after runs were recorded), and the one selection that reads it, if only one
+    does (``only_for_selection``)."""
+    metadata: dict[str, Any] = {RULE: rule}
+    if before is not _NEVER:
+        metadata[BEFORE] = before
+    if only_for_selection is not None:
+        metadata[ONLY_FOR_SELECTION_KEY] = only_for_selection
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class Config:
-    """Everything a search run depends on. Defaults are the NB201 paper protocol."""
+    """Everything a search run depends on. Defaults are the NB201 paper protocol; each
+    field declares its rule and, where it was added after runs were recorded, how those
+    runs behaved (:func:`declare`; :data:`RULES`, :data:`BEFORE_FIELD` gather them)."""
 
-    dataset: str = "cifar10"
+    dataset: str = declare("cifar10", one_of(*SEARCH_DATASETS))
     # supernet shape
-    C: int = 16
-    N: int = 5
+    C: int = declare(16, integer(1))
+    N: int = declare(5, integer(1))
     # the search protocol (methods-spec §2.3, AutoDL column)
-    epochs: int = 50
-    batch_size: int = 64
-    train_size: int = 0  # images of the 25k search-train split to use; 0 = all
-    valid_size: int = 0  # images of the 25k search-valid split to use; 0 = all
-    resolution: int = 32  # images box-downsampled once at load (16 = NB201's ImageNet16 size)
-    warmup_epochs: int = 0  # epochs of weights-only training before α moves
-    w_lr: float = 0.025
-    w_lr_min: float = 0.001
-    w_momentum: float = 0.9
-    w_nesterov: bool = True
-    w_weight_decay: float = 5e-4
-    grad_clip: float = 5.0
-    a_lr: float = 3e-4
-    a_beta1: float = 0.5
-    a_beta2: float = 0.999
-    a_weight_decay: float = 1e-3
-    a_init_std: float = 1e-3
-    track_running_stats: bool = False  # BN: batch statistics always (True: running, lineage 2)
-    split: str = "nb201"  # search-train/valid halves: NB201's split file, or "halves" (lineage 2)
+    epochs: int = declare(50, integer(1))
+    batch_size: int = declare(64, integer(1))
+    # images of the 25k search-train / search-valid split to use; 0 = all
+    train_size: int = declare(0, integer(0, SEARCH_SPLIT_SIZE, SIZE_NOTE))
+    valid_size: int = declare(0, integer(0, SEARCH_SPLIT_SIZE, SIZE_NOTE))
+    # images box-downsampled once at load (16 = NB201's ImageNet16 size)
+    resolution: int = declare(32, one_of_ints(32, 16, 8), before=32)
+    # epochs of weights-only training before α moves
+    warmup_epochs: int = declare(
+        0, integer(0, note="weights-only epochs before α moves; below epochs"), before=0
+    )
+    w_lr: float = declare(0.025, real(0, above=True))
+    w_lr_min: float = declare(0.001, real(0))
+    w_momentum: float = declare(0.9, real(0, 1, below=True))
+    w_nesterov: bool = declare(True, BOOL)
+    w_weight_decay: float = declare(5e-4, real(0))
+    grad_clip: float = declare(5.0, real(0, above=True, inf=True, note="inf = no clipping"))
+    a_lr: float = declare(3e-4, real(0, note="0 = alpha stays where it starts"))
+    a_beta1: float = declare(0.5, real(0, 1, below=True))
+    a_beta2: float = declare(0.999, real(0, 1, below=True))
+    a_weight_decay: float = declare(1e-3, real(0))
+    a_init_std: float = declare(1e-3, real(0))
+    # BN: batch statistics always (True: running, lineage 2)
+    track_running_stats: bool = declare(False, BOOL)
+    # search-train/valid halves: NB201's split file, or "halves" (lineage 2)
+    split: str = declare("nb201", one_of("nb201", "halves"), before="nb201")
     # measurement
-    gap_eval_size: int = 1024  # fixed subset of search-valid for the discretization gap
-    gap_eval_batch: int = 256
-    rank_samples: int = 100  # cells scored for the ranking correlation at the end
-    rank_eval_size: int = 0  # eval images per scored cell; 0 = the whole gap eval subset
-    # selection: how the final cell is read from the trained supernet (harness/select.py)
-    select: str = "argmax"  # "argmax" (Method.derive) or "pt" (DARTS-PT perturbation)
-    pt_tune_frac: float = 0.05  # DARTS-PT fine-tuning per decision, as a fraction of epochs
-    pt_tune: str = "code"  # "code": intervals 5,5,5,5,4 and SGD wd 3e-4, no Nesterov; "search"
-    pt_alpha: str = "step"  # DARTS-PT fine-tuning also steps α ("step", the code) or "frozen"
-    pt_eval: str = "valid"  # DARTS-PT scores on all search-valid ("valid") or the gap images
-    rank_precision: str = "float32"  # or bfloat16 / auto (bf16 where native): opt-in speed
+    # fixed subset of search-valid for the discretization gap
+    gap_eval_size: int = declare(1024, integer(1, SEARCH_SPLIT_SIZE))
+    gap_eval_batch: int = declare(256, integer(1))
+    # cells scored for the ranking correlation at the end
+    rank_samples: int = declare(100, integer(0, note="0 = no ranking"))
+    # eval images per scored cell; 0 = the whole gap eval subset
+    rank_eval_size: int = declare(0, integer(0, SEARCH_SPLIT_SIZE, "0 = the whole gap eval subset"))
+    # selection: how the final cell is read from the trained supernet (harness/select.py):
+    # "argmax" (Method.derive) or "pt" (DARTS-PT perturbation)
+    select: str = declare("argmax", one_of(*SELECTIONS), before="argmax")
+    # DARTS-PT fine-tuning per decision, as a fraction of epochs
+    pt_tune_frac: float = declare(
+        0.05,
+        real(0, note="fine-tuning per DARTS-PT decision, as a fraction of epochs"),
+        before=0.05,
+        only_for_selection="pt",
+    )
+    # "code": intervals 5,5,5,5,4 and SGD wd 3e-4, no Nesterov; "search"
+    pt_tune: str = declare(
+        "code", one_of("code", "search"), before="search", only_for_selection="pt"
+    )
+    # DARTS-PT fine-tuning also steps α ("step", the code) or "frozen"
+    pt_alpha: str = declare(
+        "step", one_of("step", "frozen"), before="frozen", only_for_selection="pt"
+    )
+    # DARTS-PT scores on all search-valid ("valid") or the gap images
+    pt_eval: str = declare("valid", one_of("valid", "gap"), before="gap", only_for_selection="pt")
+    # or bfloat16 / auto (bf16 where native): opt-in speed
+    rank_precision: str = declare(
+        "float32", one_of("auto", "float32", "bfloat16"), before="float32"
+    )
     # execution
-    impl: str = "fused"  # "fused" or "reference" supernet
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
-    deterministic: bool = True
-    dtype: str = "float32"  # "float32" or "float64" (the ci gate: ISA-independent numerics)
-    tf32: bool = False  # CUDA float32 convolutions and matmuls in TF32 (faster, 10-bit mantissa)
-    bf16: bool = False
-    channels_last: bool = False
-    compile: bool = False
-    cuda_graphs: bool = False  # CUDA only: training forward/backward replayed (harness/graphs.py)
-    tensorboard: bool = False  # epoch records also as TensorBoard events (harness/board.py)
-    seed: int = 0
-    method: str = "darts"
-    preset: str = "paper"
-    method_options: dict[str, Any] = field(default_factory=dict)
+    impl: str = declare("fused", one_of("fused", "reference"))  # fused or reference supernet
+    device: str = declare("auto", DEVICE)  # "auto", "cpu", "cuda", "cuda:1", ...
+    threads: int = declare(0, integer(0, note="0 = torch's default"))  # torch intra-op, CPU
+    deterministic: bool = declare(True, BOOL)
+    # "float32" or "float64" (the ci gate: ISA-independent numerics)
+    dtype: str = declare("float32", one_of(*DTYPES), before="float32")
+    # CUDA float32 convolutions and matmuls in TF32 (faster, 10-bit mantissa). Before the
+    # field a CUDA run convolved float32 in TF32 (cuDNN's default) and multiplied in full
+    # float32; no recorded run ran on CUDA (the project had no GPU), and on a CPU the
+    # switch changes nothing, so every older run is tf32=false.
+    tf32: bool = declare(False, BOOL, before=False)
+    bf16: bool = declare(False, BOOL)
+    channels_last: bool = declare(False, BOOL)
+    compile: bool = declare(False, BOOL)
+    # CUDA only: training forward/backward replayed (harness/graphs.py)
+    cuda_graphs: bool = declare(False, BOOL, before=False)
+    # epoch records also as TensorBoard events (harness/board.py)
+    tensorboard: bool = declare(False, BOOL)
+    seed: int = declare(0, integer(0, MAX_SEED))
+    method: str = "darts"  # checked against the registry
+    preset: str = "paper"  # checked against PRESETS
+    method_options: dict[str, Any] = field(default_factory=dict)  # see option_rules
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _declared(key: str) -> dict[str, Any]:
+    """``{field: metadata[key]}`` over the :class:`Config` fields that declare ``key``."""
+    return {f.name: f.metadata[key] for f in fields(Config) if key in f.metadata}
+
+
+RULES: dict[str, Rule] = _declared(RULE)
+"""Every field's allowed values, checked at plan time (:func:`check_config`), before
+anything is written. ``method`` and ``preset`` are checked against the registry and
+:data:`PRESETS`; method options against :func:`option_rules`."""
+
+
+BEFORE_FIELD: dict[str, Any] = _declared(BEFORE)
+"""What a run recorded before a field existed did, field by field: a ``config.json``
+without the field is read with this value, so an older run still matches the config
+that reproduces it (and one that would not is told apart: a field whose new default
+changes behaviour names the old behaviour here, not the new default)."""
+
+
+ONLY_FOR_SELECTION: dict[str, str] = _declared(ONLY_FOR_SELECTION_KEY)
+"""Fields that only one selection reads (``select``): a cell read by another selection
+does not depend on them, so report rows of that selection are not split by them."""
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -174,40 +328,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-ONLY_FOR_SELECTION: dict[str, str] = {
-    "pt_tune_frac": "pt",
-    "pt_tune": "pt",
-    "pt_alpha": "pt",
-    "pt_eval": "pt",
-}
-"""Fields that only one selection reads (``select``): a cell read by another selection
-does not depend on them, so report rows of that selection are not split by them."""
-
-
-BEFORE_FIELD: dict[str, Any] = {
-    "dtype": "float32",
-    "resolution": 32,
-    "warmup_epochs": 0,
-    "select": "argmax",
-    "pt_tune_frac": 0.05,
-    "pt_tune": "search",
-    "pt_alpha": "frozen",
-    "pt_eval": "gap",
-    "split": "nb201",
-    "rank_precision": "float32",
-    "cuda_graphs": False,
-    "tf32": False,
-}
-"""What a run recorded before a field existed did, field by field: a ``config.json``
-without the field is read with this value, so an older run still matches the config
-that reproduces it (and one that would not is told apart: a field whose new default
-changes behaviour names the old behaviour here, not the new default).
-
-``tf32``: before the field, a CUDA run convolved float32 in TF32 (cuDNN's default) and
-multiplied in full float32; no recorded run ran on CUDA (the project had no GPU), and
-on a CPU the switch changes nothing, so every older run is ``tf32=false``."""
-
-
 BEFORE_OPTION: dict[str, dict[str, Any]] = {"gdas": {"hold_unsampled": True}}
 """:data:`BEFORE_FIELD` for method options: per method, what a run recorded before an
 option existed did (``gdas.hold_unsampled`` arrived with issue 30; the old runs held)."""
@@ -221,131 +341,6 @@ def config_keys() -> list[str]:
     """The fields ``--set`` may change: all but the sweep's own and the method options."""
     owned = {*SWEEP_FIELDS, "method_options"}
     return [f.name for f in fields(Config) if f.name not in owned]
-
-
-# --- what each field allows -----------------------------------------------------------
-@dataclass(frozen=True)
-class Rule:
-    """The values a field allows: ``allowed`` says which in words (for the error),
-    ``check`` tells whether a value is one of them."""
-
-    allowed: str
-    check: Callable[[Any], bool]
-
-
-def integer(low: int, high: int | None = None, note: str = "") -> Rule:
-    """An int in ``low..high`` (no upper bound when ``high`` is None)."""
-    span = f"an integer >= {low}" if high is None else f"an integer in {low}..{high}"
-    return Rule(span + (f" ({note})" if note else ""), lambda v: _in_range(v, low, high))
-
-
-def _in_range(value: Any, low: int, high: int | None) -> bool:
-    if not isinstance(value, int) or isinstance(value, bool):
-        return False
-    return value >= low and (high is None or value <= high)
-
-
-def real(
-    low: float | None = None,
-    high: float | None = None,
-    *,
-    above: bool = False,
-    below: bool = False,
-    inf: bool = False,
-    note: str = "",
-) -> Rule:
-    """A finite number (``inf`` allows +inf) with optional bounds; ``above`` / ``below``
-    make them strict. NaN is never allowed."""
-    bounds = []
-    if low is not None:
-        bounds.append(f"{'>' if above else '>='} {low:g}")
-    if high is not None:
-        bounds.append(f"{'<' if below else '<='} {high:g}")
-    allowed = "a number (inf allowed)" if inf else "a finite number"
-    if bounds:
-        allowed += " " + " and ".join(bounds)
-    if note:
-        allowed += f" ({note})"
-
-    def check(value: Any) -> bool:
-        if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
-            return False
-        if math.isinf(value) and not (inf and value > 0):
-            return False
-        ok_low = low is None or (value > low if above else value >= low)
-        ok_high = high is None or (value < high if below else value <= high)
-        return ok_low and ok_high
-
-    return Rule(allowed, check)
-
-
-def one_of(*choices: str) -> Rule:
-    return Rule("one of " + ", ".join(choices), lambda v: v in choices)
-
-
-def one_of_ints(*choices: int) -> Rule:
-    return Rule(
-        "one of " + ", ".join(map(str, choices)),
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and v in choices,
-    )
-
-
-BOOL = Rule("true or false", lambda v: isinstance(v, bool))
-DEVICE = Rule(
-    "auto, cpu, cuda or cuda:N (N a GPU index; other devices such as mps are not supported)",
-    lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None,
-)
-SIZE_NOTE = "0 = all"
-
-RULES: dict[str, Rule] = {
-    "dataset": one_of(*SEARCH_DATASETS),
-    "C": integer(1),
-    "N": integer(1),
-    "epochs": integer(1),
-    "batch_size": integer(1),
-    "train_size": integer(0, SEARCH_SPLIT_SIZE, SIZE_NOTE),
-    "valid_size": integer(0, SEARCH_SPLIT_SIZE, SIZE_NOTE),
-    "resolution": one_of_ints(32, 16, 8),
-    "warmup_epochs": integer(0, note="weights-only epochs before α moves; below epochs"),
-    "w_lr": real(0, above=True),
-    "w_lr_min": real(0),
-    "w_momentum": real(0, 1, below=True),
-    "w_nesterov": BOOL,
-    "w_weight_decay": real(0),
-    "grad_clip": real(0, above=True, inf=True, note="inf = no clipping"),
-    "a_lr": real(0, note="0 = alpha stays where it starts"),
-    "a_beta1": real(0, 1, below=True),
-    "a_beta2": real(0, 1, below=True),
-    "a_weight_decay": real(0),
-    "a_init_std": real(0),
-    "track_running_stats": BOOL,
-    "split": one_of("nb201", "halves"),
-    "gap_eval_size": integer(1, SEARCH_SPLIT_SIZE),
-    "gap_eval_batch": integer(1),
-    "rank_samples": integer(0, note="0 = no ranking"),
-    "rank_eval_size": integer(0, SEARCH_SPLIT_SIZE, "0 = the whole gap eval subset"),
-    "select": one_of(*SELECTIONS),
-    "pt_tune_frac": real(0, note="fine-tuning per DARTS-PT decision, as a fraction of epochs"),
-    "pt_tune": one_of("code", "search"),
-    "pt_alpha": one_of("step", "frozen"),
-    "pt_eval": one_of("valid", "gap"),
-    "rank_precision": one_of("auto", "float32", "bfloat16"),
-    "impl": one_of("fused", "reference"),
-    "device": DEVICE,
-    "threads": integer(0, note="0 = torch's default"),
-    "deterministic": BOOL,
-    "dtype": one_of(*DTYPES),
-    "tf32": BOOL,
-    "bf16": BOOL,
-    "channels_last": BOOL,
-    "compile": BOOL,
-    "cuda_graphs": BOOL,
-    "tensorboard": BOOL,
-    "seed": integer(0, MAX_SEED),
-}
-"""Every field's allowed values, checked at plan time (:func:`check_config`), before
-anything is written. ``method`` and ``preset`` are checked against the registry and
-:data:`PRESETS`; method options against :func:`option_rules`."""
 
 
 def option_rules(options_type: type) -> dict[str, Rule]:

@@ -30,6 +30,7 @@ from harness import config as cfg
 from harness import devices, results
 from harness.benchmark import Benchmark
 from harness.errors import WARNING_PREFIX, first_line, show_plainly
+from harness.rundir import RunDir
 from harness.search import Search
 
 
@@ -40,6 +41,12 @@ class Job:
     config: cfg.Config
     directory: Path
     per_gpu: int = 1  # jobs that may share one GPU (the sweep's jobs ÷ GPUs, rounded up)
+
+    def rundir(self, table_sha256: str | None = None) -> RunDir:
+        """Its run directory; given the NB201 table's sha256, one that also knows which
+        run belongs in it (to refuse another config, to trust a finished result)."""
+        config = self.config if table_sha256 is not None else None
+        return RunDir(self.directory, config, table_sha256, log_line)
 
 
 def log_line(text: str) -> None:
@@ -139,22 +146,21 @@ def execute(job: Job, data_dir: Path, table_path: Path, gpus: int = 0) -> dict[s
     run: the outcome is ``locked`` and a later rerun collects it. Stray temporaries of
     killed writes are removed under the lock; an exception becomes ``failed.json``.
     """
+    run = job.rundir()
     try:
-        job.directory.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(job.directory / results.LOCK))
-        lock.acquire(timeout=0)
-    except Timeout:
+        lock = run.try_lock()
+    except results.WriteFailed as error:
+        return _failed(job, error)
+    if lock is None:
         log_line(f"{job.method} seed {job.seed}: {LOCKED}; not run here")
         return locked_record(job)
-    except OSError as error:
-        return _failed(job, results.WriteFailed(job.directory / results.LOCK, error))
     try:
-        for stray in results.remove_stray_temporaries(job.directory):
+        for stray in run.remove_stray_temporaries():
             log_line(f"removed {stray} (left by a write that was killed)")
         with gpu_slot(job.config, gpus, job.per_gpu) as config:
             benchmark = Benchmark.load(data_dir, table_path)
             final = run_job(dataclasses.replace(job, config=config), data_dir, benchmark)
-        (job.directory / results.FAILED).unlink(missing_ok=True)
+        run.clear_failure()
         return final
     except Exception as error:  # noqa: BLE001 - any failure is recorded, the sweep goes on
         return _failed(job, error)
@@ -178,7 +184,7 @@ def _failed(job: Job, error: BaseException, prefix: str = "") -> dict[str, Any]:
     record = failure_record(job, error)
     record["reason"] = prefix + record["reason"]
     try:
-        results.write_json(job.directory / results.FAILED, record)
+        job.rundir().record_failure(record)
     except OSError as write_error:
         log_line(f"{job.method} seed {job.seed}: could not record the failure: {write_error}")
     log_line(f"{job.method} seed {job.seed} failed: {record['reason']}")
@@ -227,15 +233,15 @@ def end_with_parent(parent: int) -> None:
 def pool_failure(job: Job, error: Exception) -> dict[str, Any]:
     """A job lost with its worker (killed, out of memory, preempted): recorded so a rerun
     retries it. The reason is one line; ``failed.json`` keeps the whole traceback."""
-    if results.is_finished(job.directory):  # it ended before the pool broke
-        return results.read_json(job.directory / results.FINAL)
-    lock = FileLock(str(job.directory / results.LOCK))
+    run = job.rundir()
+    if run.finished:  # it ended before the pool broke
+        return run.recorded_final()
     try:
-        lock.acquire(timeout=0)
-    except Timeout:  # another process runs it: not ours to mark
-        return locked_record(job)
+        lock = run.try_lock()
     except OSError:  # no run directory to record it in
         return {**failure_record(job, error), "reason": f"worker lost: {first_line(error)}"}
+    if lock is None:  # another process runs it: not ours to mark
+        return locked_record(job)
     try:
         return _failed(job, error, prefix="worker lost: ")
     finally:

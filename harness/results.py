@@ -1,4 +1,4 @@
-"""The on-disk layout of runs, atomic writes, checksums, and what makes a file untrusted.
+"""The files of runs: on-disk layout, atomic writes, JSON, checksums, checkpoints.
 
 ``results/<preset>/<dataset>/<method>/seed-<n>/`` holds ``config.json``,
 ``epochs.jsonl``, ``checkpoint.pt`` and, once the run is finished,
@@ -7,8 +7,10 @@ is written to a temporary name in the same directory, flushed to disk and
 renamed, so a reader sees either the old file or the new one, never a partial
 one. ``checkpoint.pt`` and ``final.json`` carry a checksum of their content, and
 ``final.json`` the digest of ``epochs.jsonl``, so a file garbled later is detected
-(:class:`BadFile`), set aside and redone rather than trusted (the decisions:
-:mod:`harness.rundir`; every run as a DataFrame: :mod:`harness.runs`).
+(:class:`BadFile`), set aside and redone rather than trusted. Which run a directory
+holds, whether it is finished, trusted, failed or locked, and what is set aside:
+:mod:`harness.rundir` decides, reading and writing through this module; every run as a
+DataFrame: :mod:`harness.runs`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from harness.config import BEFORE_FIELD, BEFORE_OPTION
 from harness.errors import UsageError, first_line
 
 if TYPE_CHECKING:  # torch is imported where checkpoints are: reading results needs none
@@ -38,11 +39,6 @@ FAILED = "failed.json"
 """Why the last attempt raised; a run with it and no ``final.json`` is retried."""
 LOCK = ".lock"
 """The run's lock file (``filelock``): one process at a time works in a run directory."""
-TABLE_KEY = "nb201_table_sha256"
-"""The key of ``config.json`` (and of the checkpoint's identity) naming the NB201 table."""
-EXECUTION_FIELDS = ("device", "threads", "tensorboard")
-"""Config fields that change how fast a run goes or what else it writes, not what it
-computes: never compared."""
 
 
 FILE_MODE = 0o644
@@ -275,80 +271,6 @@ def _json_digest(data: Any) -> str:
     return text_digest(json.dumps(data, sort_keys=True, allow_nan=True))
 
 
-# --- trusting what is on disk ---------------------------------------------------------
-def identity(config: dict[str, Any], table_sha256: str | None) -> dict[str, Any]:
-    """What ``config.json`` holds: the resolved config and the sha256 of the NB201 table
-    the run looks cells up in; JSON-normalised, so it equals what is read back."""
-    data = dict(config) if table_sha256 is None else {**config, TABLE_KEY: table_sha256}
-    return json.loads(json.dumps(data))
-
-
-def differing(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    """Keys whose values differ (``method_options.X`` one by one), bar execution fields;
-    a run recorded before the table key existed is not held to it, and one recorded
-    before a config field existed holds that field's :data:`BEFORE_FIELD` value."""
-    old, new = flat_recorded(recorded), flat_config(wanted)
-    if TABLE_KEY not in old:
-        new.pop(TABLE_KEY, None)
-    absent = object()
-    return sorted(
-        key
-        for key in old.keys() | new.keys()
-        if key not in EXECUTION_FIELDS and old.get(key, absent) != new.get(key, absent)
-    )
-
-
-def flat_config(data: dict[str, Any]) -> dict[str, Any]:
-    """``{"method_options": {"mu": 1}}`` → ``{"method_options.mu": 1}``."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update({f"{key}.{inner}": item for inner, item in value.items()})
-        else:
-            flat[key] = value
-    return flat
-
-
-def flat_recorded(recorded: dict[str, Any]) -> dict[str, Any]:
-    """A recorded config, flat, with each field and method option it predates at its old
-    behaviour (:data:`BEFORE_FIELD`, :data:`BEFORE_OPTION`): how a resume and a report
-    read an older run."""
-    if "method_options" not in recorded:
-        return flat_config({**BEFORE_FIELD, **recorded})
-    before = BEFORE_OPTION.get(recorded.get("method"), {})
-    options = {**before, **recorded["method_options"]}
-    return flat_config({**BEFORE_FIELD, **recorded, "method_options": options})
-
-
-def config_mismatch(path: Path, recorded: dict[str, Any], wanted: dict[str, Any]) -> str | None:
-    """The one-line refusal naming ``path`` and the differing keys; None if they agree."""
-    keys = differing(recorded, wanted)
-    if not keys:
-        return None
-    old, new = flat_config(recorded), flat_config(wanted)
-    what = "another NB201 table" if keys == [TABLE_KEY] else "a different config"
-    shown = ", ".join(f"{k} ({_short(old.get(k))} there, {_short(new.get(k))} now)" for k in keys)
-    return (
-        f"{path} was written with {what} (differs in: {shown}); "
-        "use another --results directory or move the old run away"
-    )
-
-
-def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
-    return text if len(text) <= 16 else text[:12] + "…"
-
-
-def read_config(directory: Path) -> dict[str, Any]:
-    """``config.json`` as recorded; a run made before the table key existed takes it
-    from its ``final.json`` where that names one."""
-    recorded = read_json_object(Path(directory) / CONFIG)
-    if TABLE_KEY not in recorded:
-        with contextlib.suppress(BadFile, KeyError, TypeError):
-            recorded[TABLE_KEY] = read_json_object(Path(directory) / FINAL)["table"]["sha256"]
-    return recorded
-
-
 def read_final(directory: Path) -> dict[str, Any]:
     """``final.json`` if it parses, is complete and matches its checksum."""
     final = read_json_object(Path(directory) / FINAL)
@@ -358,16 +280,6 @@ def read_final(directory: Path) -> dict[str, Any]:
     body = {key: value for key, value in final.items() if key != CHECKSUM}
     if CHECKSUM in final and final[CHECKSUM] != _json_digest(body):
         raise BadFile(FINAL, "checksum mismatch: its bytes changed after it was written")
-    return final
-
-
-def load_final(directory: Path, wanted: dict[str, Any]) -> dict[str, Any]:
-    """``final.json`` if :func:`read_final` trusts it and it is this run's (config, table)."""
-    final = read_final(directory)
-    table = final.get("table") if isinstance(final.get("table"), dict) else {}
-    keys = differing(identity(final["config"], table.get("sha256")), wanted)
-    if keys:
-        raise BadFile(FINAL, f"belongs to another run (differs in: {', '.join(keys)})")
     return final
 
 
@@ -418,15 +330,6 @@ def set_aside(path: Path, tag: str) -> Path:
     return target
 
 
-def remove_stray_temporaries(directory: Path) -> list[Path]:
-    """Delete the temporaries of writes that were killed (call it holding the run's lock:
-    then no write of this run is in flight)."""
-    strays = stray_temporaries(directory)
-    for path in strays:
-        path.unlink(missing_ok=True)
-    return strays
-
-
 def check_writable(results: Path, flag: str = "--results") -> None:
     """Refuse (UsageError) an output directory (``flag``) where nothing can be written,
     before anything starts; probes with an unnamed temporary file, so nothing is left
@@ -463,10 +366,6 @@ def comparable(value: Any) -> Any:
     if isinstance(value, list):
         return [comparable(v) for v in value]
     return value
-
-
-def is_finished(directory: Path) -> bool:
-    return (Path(directory) / FINAL).is_file()
 
 
 def stray_temporaries(directory: Path) -> list[Path]:

@@ -1,6 +1,7 @@
 """Every run of a results directory as a pandas DataFrame, for reports and notebooks.
 
-Built on the files of :mod:`harness.results`: :func:`load_runs` gives one row per run
+Built on the files of :mod:`harness.results`, asking :class:`~harness.rundir.RunDir`
+whether a run finished or failed: :func:`load_runs` gives one row per run
 directory (finished, diverged, failed or unfinished), :func:`load_epochs` one row per
 run and epoch. Reading results never imports torch.
 """
@@ -14,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from harness import results
+from harness.rundir import RunDir, flat_recorded
 
 ACCURACY_KEYS = {
     ("cifar10", "valid"): "c10_valid",
@@ -61,7 +63,7 @@ def load_runs(results_dir: Path) -> pd.DataFrame:
 def _post_search(config: Any) -> dict[str, Any]:
     """The :data:`POST_SEARCH` fields of a recorded config (an older run reads as its
     old behaviour); None where the run recorded no config."""
-    flat = results.flat_recorded(config) if isinstance(config, dict) else {}
+    flat = flat_recorded(config) if isinstance(config, dict) else {}
     return {field: flat.get(field) for field in POST_SEARCH}
 
 
@@ -74,14 +76,15 @@ def _load_run(directory: Path) -> dict[str, Any]:
         "seed": int(seed_dir.removeprefix("seed-")),
         "path": str(directory),
     }
-    if results.is_finished(directory):  # a garbled final.json or epochs.jsonl raises BadFile
+    run = RunDir(directory)
+    if run.finished:  # a garbled final.json or epochs.jsonl raises BadFile
         final = results.read_final(directory)
         row.update(_final_columns(final))
         row["epochs"] = results.load_epochs(directory, final)
         row["config"] = final["config"]
         return {**row, **_post_search(row["config"])}
-    if (directory / results.FAILED).is_file():
-        failed = results.read_json(directory / results.FAILED)
+    if run.failed:
+        failed = run.recorded_failure()
         row.update(status="failed", reason=failed["reason"], config=failed.get("config"))
     else:
         row.update(status="unfinished", reason="no final.json (killed or still running)")

@@ -217,8 +217,7 @@ class Search:
         config = self.config
         device = select_device(config.device)
         configure_torch(config, device)
-        self.rundir.check_config()
-        done = self.rundir.intact_final()
+        done = self.rundir.open()
         if done is not None:
             return done
         state, records = self._start(device)

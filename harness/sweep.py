@@ -28,7 +28,7 @@ from harness import config as cfg
 from harness.benchmark import Benchmark
 from harness.errors import UsageError
 from harness.jobs import Job, indexed, log_line, pool_failure, uses_cuda, with_threads
-from harness.rundir import trusted_final
+from harness.rundir import RunDir
 
 MAX_SEED_COUNT = 1000
 """The largest ``--seeds`` count: more is a typo (give a list to run particular seeds)."""
@@ -142,22 +142,14 @@ def plan(
     return jobs
 
 
-def check_run_dirs(jobs: list[Job], table_sha256: str) -> None:
-    """Refuse, before any job runs and writing nothing, a run directory whose
-    ``config.json`` records another config or NB201 table than requested (UsageError
-    naming the file and the keys). An unreadable ``config.json`` is left to its job,
-    which keeps it aside and relies on the identity the checkpoint and final.json carry."""
-    for job in jobs:
-        if not (job.directory / results.CONFIG).is_file():
-            continue
-        try:
-            recorded = results.read_config(job.directory)
-        except results.BadFile:
-            continue
-        wanted = results.identity(job.config.to_dict(), table_sha256)
-        mismatch = results.config_mismatch(job.directory / results.CONFIG, recorded, wanted)
-        if mismatch:
-            raise UsageError(mismatch)
+def check_run_dirs(jobs: list[Job], table_sha256: str) -> list[RunDir]:
+    """Each job's run directory, after refusing, before any job runs and writing nothing,
+    one whose ``config.json`` records another config or NB201 table than requested
+    (UsageError naming the file and the keys; :meth:`RunDir.refuse_other_config`)."""
+    run_dirs = [job.rundir(table_sha256) for job in jobs]
+    for run_dir in run_dirs:
+        run_dir.refuse_other_config()
+    return run_dirs
 
 
 def _table_sha256(benchmark: Benchmark | Path, table_path: Path) -> str:
@@ -199,12 +191,11 @@ def run_jobs(
     backends.check(backend)
     table_path = benchmark.path if isinstance(benchmark, Benchmark) else Path(benchmark)
     table_sha256 = _table_sha256(benchmark, table_path)
-    check_run_dirs(jobs, table_sha256)
+    run_dirs = check_run_dirs(jobs, table_sha256)
     finals: list[dict[str, Any] | None] = [None] * len(jobs)
     pending = []
-    for index, job in enumerate(jobs):
-        wanted = results.identity(job.config.to_dict(), table_sha256)
-        final = trusted_final(job.directory, wanted)  # else the job repairs it
+    for index, (job, run_dir) in enumerate(zip(jobs, run_dirs, strict=True)):
+        final = run_dir.trusted_final()  # else the job repairs it
         if final is not None:
             finals[index] = final
             _progress(finals, job, "already finished")

@@ -18,6 +18,7 @@ import pytest
 
 from harness import backends, results
 from harness.cli import main
+from harness.rundir import RunDir
 
 EPOCHS = 2
 SWEEP = ["run", "--methods", "darts,cdao", "--seeds", "2", "--preset", "smoke", "--jobs", "2"]
@@ -126,7 +127,7 @@ def kill_worker_mid_run(process: subprocess.Popen[str], results_dir: Path) -> Pa
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and process.poll() is None:
         for directory in results.run_dirs(results_dir):
-            if (directory / results.CHECKPOINT).exists() and not results.is_finished(directory):
+            if (directory / results.CHECKPOINT).exists() and not RunDir(directory).finished:
                 pid = lock_holder(directory)
                 if pid is not None and pid != process.pid:
                     os.kill(pid, signal.SIGKILL)
@@ -145,7 +146,7 @@ def test_killed_worker_resumes_on_rerun(tmp_path: Path, reference: Any, backend:
     killed = kill_worker_mid_run(process, results_dir)
     first_err = process.communicate(timeout=900)[1]
     runs = results.run_dirs(results_dir)
-    finished = {d: (d / results.FINAL).read_bytes() for d in runs if results.is_finished(d)}
+    finished = {d: (d / results.FINAL).read_bytes() for d in runs if RunDir(d).finished}
     if backend == "local":  # loky's pool breaks: the unfinished runs are recorded as failed
         assert process.returncode == 1 and "worker lost" in first_err
         assert killed not in finished

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness import committed as report_check
-from harness import manifest, results
+from harness import manifest, results, rundir
 from harness.cli import main
 from harness.report import write_reports
 from harness.runs import load_runs
@@ -81,7 +81,7 @@ def synthetic_run(root: Path, method: str, seed: int, c10: float, epochs: int = 
         {"epoch": e, "arch": arch, "alpha": alpha, "nb201": nb201, "gap_acc": 1.0 + e + seed}
         for e in range(1, epochs + 1)
     ]
-    results.write_json(directory / results.CONFIG, {**config, results.TABLE_KEY: TABLE["sha256"]})
+    results.write_json(directory / results.CONFIG, {**config, rundir.TABLE_KEY: TABLE["sha256"]})
     results.write_jsonl(directory / results.EPOCHS, records)
     final = {
         "status": "finished",

@@ -23,6 +23,19 @@ def test_every_config_field_has_a_rule() -> None:
     assert set(cfg.config_keys()) == set(cfg.RULES) - {"seed"}
 
 
+def test_each_field_is_declared_once_in_its_metadata() -> None:
+    """RULES, BEFORE_FIELD and ONLY_FOR_SELECTION are read from the fields' metadata,
+    never kept beside it; a pre-field value and a selection are values the rules allow."""
+    fields = dataclasses.fields(cfg.Config)
+    assert {f.name: f.metadata[cfg.RULE] for f in fields if cfg.RULE in f.metadata} == cfg.RULES
+    before = {f.name: f.metadata[cfg.BEFORE] for f in fields if cfg.BEFORE in f.metadata}
+    assert before == cfg.BEFORE_FIELD and "tf32" in before
+    assert all(cfg.RULES[name].check(value) for name, value in before.items())
+    only = {f.name for f in fields if cfg.ONLY_FOR_SELECTION_KEY in f.metadata}
+    assert set(cfg.ONLY_FOR_SELECTION) == only == {"pt_tune_frac", "pt_tune", "pt_alpha", "pt_eval"}
+    assert all(cfg.RULES["select"].check(owner) for owner in cfg.ONLY_FOR_SELECTION.values())
+
+
 def test_every_text_or_integer_method_option_declares_its_rule() -> None:
     """Floats and booleans have a default rule (finite, true/false); a text option needs
     its choices and an integer option its range."""
@@ -115,42 +128,42 @@ def test_paper_protocol_applies_under_paper_only_and_set_wins() -> None:
 def test_a_run_recorded_before_a_field_existed_holds_its_old_behaviour() -> None:
     """config.json written before `resolution`/`select` existed matches today's config
     with their old values, and not one that changes them."""
-    from harness import results
+    from harness import rundir
 
     today = dataclasses.asdict(cfg.resolve("cpu", "darts", {}, None))
     before = {k: v for k, v in today.items() if k not in ("select", "pt_tune_frac")}
-    assert results.differing(before, today) == []
+    assert rundir.differing(before, today) == []
     older = {**before, "resolution": 16}
     del older["resolution"]  # a run from before resolution existed was 32 × 32
-    assert results.differing(older, today) == ["resolution"]
-    assert results.differing(older, {**today, "resolution": 32}) == []
+    assert rundir.differing(older, today) == ["resolution"]
+    assert rundir.differing(older, {**today, "resolution": 32}) == []
 
 
 def test_a_pt_run_from_before_issue_30_reads_as_the_old_pt_and_the_nb201_split() -> None:
     """A config.json without split / pt_tune / pt_alpha / pt_eval was NB201's split and
     the harness's first DARTS-PT (equal intervals, frozen α, gap images): the new
     defaults differ from it, and setting the old values matches it."""
-    from harness import results
+    from harness import rundir
 
     today = dataclasses.asdict(cfg.resolve("cpu", "darts", {"select": "pt"}, None))
     new_fields = ("split", "pt_tune", "pt_alpha", "pt_eval")
     before = {k: v for k, v in today.items() if k not in new_fields}
-    assert results.differing(before, today) == ["pt_alpha", "pt_eval", "pt_tune"]
+    assert rundir.differing(before, today) == ["pt_alpha", "pt_eval", "pt_tune"]
     old = {"pt_tune": "search", "pt_alpha": "frozen", "pt_eval": "gap", "split": "nb201"}
-    assert results.differing(before, {**today, **old}) == []
-    assert results.differing(before, {**today, **old, "split": "halves"}) == ["split"]
+    assert rundir.differing(before, {**today, **old}) == []
+    assert rundir.differing(before, {**today, **old, "split": "halves"}) == ["split"]
 
 
 def test_a_gdas_run_from_before_hold_unsampled_reads_as_holding_the_rows() -> None:
     """A gdas config.json without ``hold_unsampled`` ran as ``true`` (BEFORE_OPTION)."""
-    from harness import results
+    from harness import rundir
     from harness.methods import method_class
 
     today = dataclasses.asdict(cfg.resolve("cpu", "gdas", {}, method_class("gdas").Options))
     before = {**today, "method_options": dict(today["method_options"])}
     del before["method_options"]["hold_unsampled"]
-    assert results.differing(before, today) == []
+    assert rundir.differing(before, today) == []
     off = {**today, "method_options": {**today["method_options"], "hold_unsampled": False}}
-    assert results.differing(before, off) == ["method_options.hold_unsampled"]
+    assert rundir.differing(before, off) == ["method_options.hold_unsampled"]
     darts = dataclasses.asdict(cfg.resolve("cpu", "darts", {}, None))
-    assert results.differing(darts, darts) == []  # other methods get no gdas option
+    assert rundir.differing(darts, darts) == []  # other methods get no gdas option

@@ -27,6 +27,7 @@ import pytest
 import torch
 
 from harness import results
+from harness.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 3
@@ -98,7 +99,7 @@ def check_readable(results_dir: Path) -> None:
         results.read_jsonl(directory / results.EPOCHS)
         if (directory / results.CHECKPOINT).exists():
             results.load_checkpoint(directory / results.CHECKPOINT, torch.device("cpu"))
-        if results.is_finished(directory):
+        if RunDir(directory).finished:
             results.load_epochs(directory, results.read_final(directory))
         assert not list(directory.glob("*.corrupt-*")) and not list(directory.glob("*.stale-*"))
 
@@ -110,7 +111,7 @@ def check_at_most_one_epoch_lost(results_dir: Path, log: Path) -> None:
         trained[seed] = int(epoch)
     for seed, epoch in trained.items():
         directory = results.run_dir(results_dir, "smoke", "cifar10", "darts", int(seed))
-        if results.is_finished(directory):
+        if RunDir(directory).finished:
             continue
         checkpoint = directory / results.CHECKPOINT
         kept = 0

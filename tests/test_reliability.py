@@ -16,7 +16,7 @@ import pytest
 import torch
 from filelock import FileLock
 
-from harness import results, sweep
+from harness import results, rundir, sweep
 from harness.benchmark import Benchmark
 from harness.cli import EXIT_LOCKED, main, summary_table
 from harness.errors import UsageError
@@ -256,7 +256,7 @@ def test_changed_hyper_parameter_is_refused_before_anything_runs(
 def test_changed_method_option_is_named(tmp_path: Path, data_dir: Path) -> None:
     (job,) = sweep.plan(["cdao"], [0], "smoke", dict(OVERRIDES), tmp_path)
     sha = Benchmark.load(data_dir).sha256
-    results.write_json(job.directory / results.CONFIG, results.identity(job.config.to_dict(), sha))
+    results.write_json(job.directory / results.CONFIG, rundir.identity(job.config.to_dict(), sha))
     changed = sweep.plan(["cdao"], [0], "smoke", {**OVERRIDES, "cdao.mu": "0.1"}, tmp_path)
     with pytest.raises(UsageError, match=r"differs in: method_options.mu \(1.0 there, 0.1 now\)"):
         sweep.check_run_dirs(changed, sha)
@@ -326,7 +326,7 @@ def test_full_disk_fails_the_run_clearly_and_keeps_earlier_results(
     previous = results.load_checkpoint(directory / results.CHECKPOINT, torch.device("cpu"))
     assert previous["epoch"] == 1
     assert [r["epoch"] for r in results.load_epochs(directory)] == [1]
-    assert not results.stray_temporaries(directory) and not results.is_finished(directory)
+    assert not results.stray_temporaries(directory) and not rundir.RunDir(directory).finished
 
     monkeypatch.undo()
     assert sweep_once(tmp_path, data_dir)["status"] == "finished"

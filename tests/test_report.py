@@ -14,6 +14,7 @@ from harness import config as cfg
 from harness import report, results, sweep
 from harness.cli import main, summary_table
 from harness.report import split_by_config, write_reports
+from harness.rundir import RunDir
 from harness.runs import load_runs
 
 METHODS = ("darts", "darts2")
@@ -170,7 +171,7 @@ def test_failing_job_is_recorded_and_the_others_finish(tmp_path: Path, data_dir:
     assert [o["status"] for o in outcomes] == ["finished", "failed"]
     assert "train_size" in outcomes[1]["reason"]
     failed = tmp_path / "smoke" / "cifar10" / "darts" / "seed-1"
-    assert not results.is_finished(failed)  # so a rerun retries it
+    assert not RunDir(failed).finished  # so a rerun retries it
     record = json.loads((failed / results.FAILED).read_text())
     assert record["status"] == "failed" and "UsageError" in record["reason"]
     assert "failed" in summary_table(outcomes)

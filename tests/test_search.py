@@ -12,6 +12,7 @@ from harness import results, search
 from harness.benchmark import Benchmark
 from harness.methods import option_keys
 from harness.methods.darts import Darts
+from harness.rundir import RunDir
 from harness.search import Search
 from harness.train import SearchState
 
@@ -63,7 +64,7 @@ def test_killed_run_resumes_to_identical_result(
     monkeypatch.setattr(search, "train_epoch", dies_in_second_epoch)
     with pytest.raises(Killed):
         run(tmp_path / "killed", data_dir, config)
-    assert not results.is_finished(tmp_path / "killed")
+    assert not RunDir(tmp_path / "killed").finished
     monkeypatch.setattr(search, "train_epoch", original)
     resumed = run(tmp_path / "killed", data_dir, config)
 

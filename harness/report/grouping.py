@@ -9,12 +9,12 @@ from typing import Any
 
 import pandas as pd
 
-from harness import results
+from harness import rundir
 from harness.config import ONLY_FOR_SELECTION
 from harness.report.table import column_of
 
 # --- which runs one row pools ------------------------------------------------------------
-NOT_COMPARED = ("seed", "method", "preset", "dataset", results.TABLE_KEY, *results.EXECUTION_FIELDS)
+NOT_COMPARED = ("seed", "method", "preset", "dataset", rundir.TABLE_KEY, *rundir.EXECUTION_FIELDS)
 """Config keys that never split a row: the seed (a row pools seeds), the row's own
 grouping, the table (flagged apart, see :func:`integrity_warnings`) and execution
 fields (they change speed, not results)."""
@@ -30,7 +30,7 @@ def protocol(config: Any) -> dict[str, str] | None:
     (``ONLY_FOR_SELECTION``: DARTS-PT's for an argmax row) is left out."""
     if not isinstance(config, dict):
         return None
-    flat = results.flat_recorded(config)
+    flat = rundir.flat_recorded(config)
     select = flat.get("select", "argmax")
     unread = {k for k, owner in ONLY_FOR_SELECTION.items() if owner != select}
     return {
@@ -89,7 +89,7 @@ def split_by_config(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         return frame, ""
     note = (
         f"Runs with different configs are never pooled: rows are split by {', '.join(differing)} "
-        f"(values in brackets); seed and {', '.join(results.EXECUTION_FIELDS)} are not compared."
+        f"(values in brackets); seed and {', '.join(rundir.EXECUTION_FIELDS)} are not compared."
     )
     return frame, note
 

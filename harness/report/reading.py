@@ -10,7 +10,7 @@ import math
 
 import pandas as pd
 
-from harness import metrics, results
+from harness import metrics, rundir
 from harness.report.comparisons import ALPHA
 from harness.report.grouping import supernet_twins
 from harness.report.table import Table, column_of, is_missing
@@ -44,7 +44,7 @@ def resolution_lines(frame: pd.DataFrame) -> list[str]:
     """What the preset measures on: images for the gap, cells and images for the ranking,
     the split-half's images or why there is none; statistics below a meaningful size marked."""
     finished = frame[frame["status"] == "finished"]
-    configs = [results.flat_recorded(c) for c in finished["config"] if isinstance(c, dict)]
+    configs = [rundir.flat_recorded(c) for c in finished["config"] if isinstance(c, dict)]
     if not configs:
         return []
     first = configs[0]
