@@ -39,6 +39,27 @@ def test_methods_lists_registered(capsys: pytest.CaptureFixture[str]) -> None:
     assert {"darts", "darts2"} <= set(names)
 
 
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    """``python -m harness methods | head -1``: when the reader has gone, the closed pipe
+    ends the command quietly (exit 1), not with a BrokenPipeError traceback."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has left before the first write
+    try:
+        harness = subprocess.run(
+            [sys.executable, "-m", "harness", "methods"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+    finally:
+        os.close(write_end)
+    assert harness.returncode == 1
+    assert "Traceback" not in harness.stderr, harness.stderr
+
+
 BAD_INPUT = [
     # (argv, what the one-line message must contain)
     (["lookup", "|nor_conv_3x3~0|+|bogus~0|none~1|+|none~0|none~1|none~2|"], "unknown operation"),
