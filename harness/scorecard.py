@@ -71,8 +71,16 @@ def _select_of(config: Any) -> str:
     return (config or {}).get("select", "argmax") if isinstance(config, dict) else "argmax"
 
 
-def mean_interval(values: list[float]) -> str:
-    """``mean [low, high] (n = k)``: a 95 % t-interval; the mean alone where n = 1."""
+ACCURACY = (0.0, 100.0)
+TAU = (-1.0, 1.0)
+DIFFERENCE = (-100.0, 100.0)
+"""Possible ranges: an interval is clipped to its quantity's (a t-interval over two
+seeds can reach past 100 %), as the report's summary table does."""
+
+
+def mean_interval(values: list[float], bounds: tuple[float, float] = ACCURACY) -> str:
+    """``mean [low, high] (n = k)``: a 95 % t-interval clipped to ``bounds``; the mean
+    alone where n = 1."""
     clean = [v for v in values if v is not None and not math.isnan(v)]
     if not clean:
         return "–"
@@ -80,6 +88,7 @@ def mean_interval(values: list[float]) -> str:
     if len(clean) == 1:
         return f"{mean:.2f} (n = 1, no interval)"
     low, high = inference.t_interval(clean)
+    low, high = max(low, bounds[0]), min(high, bounds[1])
     return f"{mean:.2f} [{low:.2f}, {high:.2f}] (n = {len(clean)})"
 
 
@@ -95,7 +104,7 @@ def judge_uniform_ranks(frame: pd.DataFrame, published: pd.DataFrame) -> Verdict
         return Verdict("no finished rsps run with a ranking", NOT_RUN)
     cells = runs.get("rank_samples", pd.Series(dtype=float)).dropna()
     over = f" over {int(cells.median())} cells" if not cells.empty else ""
-    measured = f"rsps one-shot τ {mean_interval(taus)}{over}"
+    measured = f"rsps one-shot τ {mean_interval(taus, TAU)}{over}"
     ok = float(np.mean(taus)) >= UNIFORM_TAU_RULE
     return Verdict(measured, REPRODUCED if ok else NOT_REPRODUCED)
 
@@ -138,7 +147,7 @@ def judge_pt_beats_argmax(frame: pd.DataFrame, published: pd.DataFrame) -> Verdi
     diffs = list(pairs["c10_test_pt"] - pairs["c10_test_argmax"])
     wins = sum(d > 0 for d in diffs)
     measured = (
-        f"PT − argmax C10 test on the same supernets {mean_interval(diffs)}; "
+        f"PT − argmax C10 test on the same supernets {mean_interval(diffs, DIFFERENCE)}; "
         f"PT better at {wins} of {len(diffs)} seeds"
     )
     ok = float(np.mean(diffs)) > 0 and 2 * wins > len(diffs)

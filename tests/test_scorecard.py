@@ -135,3 +135,10 @@ def test_the_committed_cpu_sweep_has_a_verdict_for_every_finding() -> None:
     text = scorecard.markdown(rows, "cpu")
     assert text.startswith("## Published findings at this scale")
     assert "DARTS-'s auxiliary skip weight" in text  # the preset's note is shown
+
+
+def test_intervals_stay_inside_what_the_quantity_can_be() -> None:
+    """Two seeds far apart give a t-interval past 100 % (or past τ = ±1): the scorecard
+    shows it clipped, as the report's summary does, never an accuracy above 100."""
+    assert scorecard.mean_interval([94.36, 90.38]) == "92.37 [67.08, 100.00] (n = 2)"
+    assert scorecard.mean_interval([-0.18, 0.08], scorecard.TAU) == "-0.05 [-1.00, 1.00] (n = 2)"
