@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from filelock import FileLock
+from test_reliability import OVERRIDES  # the same tiny smoke run
 
 from harness import jobs, results, sweep
 from harness.benchmark import Benchmark
@@ -27,14 +28,6 @@ from harness.rundir import RunDir
 from harness.runs import load_runs
 from harness.search import Search
 
-OVERRIDES = {
-    "epochs": "2",
-    "rank_samples": "4",
-    "train_size": "64",
-    "valid_size": "64",
-    "gap_eval_size": "32",
-    "gap_eval_batch": "32",
-}
 KINDS = ("finished", "tampered", "failed", "locked")
 
 
