@@ -64,6 +64,9 @@ SECTIONS = ("switches", "profile", "methods", "loop", "concurrency", "second_gpu
 PAPER_STEPS = 25_000 // 64
 """Weight steps per paper epoch: the 25k search-train half in full batches of 64."""
 LOOP_IMAGES = 3200
+METHOD_VARIANTS = ("gdas:sampling=device",)
+"""Method options timed beside the defaults: GDAS with its sample on the device (no sync,
+every op computed) against its host sample (two syncs, the sampled ops only)."""
 SHAPE = {"train_size": "640", "valid_size": "640", "gap_eval_size": "256"}
 """The paper preset with a small data slice: the step is the paper shape's."""
 
@@ -201,22 +204,27 @@ def profile_section(device: torch.device, preset: str, steps: int = 5) -> dict[s
 def methods_section(
     device: torch.device, preset: str, names: list[str], steps: int = 3
 ) -> dict[str, Any]:
-    """Three steps of each method: s/step, syncs/step, projected minutes per paper run."""
+    """Three steps of each method: s/step, syncs/step, projected minutes per paper run.
+    A name may carry method options: ``gdas:sampling=device``."""
     from harness import config as cfg
     from harness import methods
 
     costs: dict[str, Any] = {}
-    for name in names:
+    for entry in names:
+        name, _, extra = entry.partition(":")
+        options = dict(item.split("=", 1) for item in extra.split(",") if item)
         try:
-            config, state = build(name, device, preset)
+            config, state = build(
+                name, device, preset, **{f"{name}.{k}": v for k, v in options.items()}
+            )
             timing = timed_steps(one_step(state, config.epochs), steps, device)
         except Exception as exc:  # report and go on: one broken method must not hide others
-            costs[name] = {"error": f"{type(exc).__name__}: {first_line(exc)}"}
+            costs[entry] = {"error": f"{type(exc).__name__}: {first_line(exc)}"}
             continue
         protocol = cfg.paper_protocol("paper", methods.method_class(name).Options)
         epochs = protocol.get("epochs", cfg.Config().epochs)
         minutes = timing["s_per_step"] * PAPER_STEPS * epochs / 60
-        costs[name] = {**timing, "paper_epochs": epochs, "paper_minutes": minutes}
+        costs[entry] = {**timing, "paper_epochs": epochs, "paper_minutes": minutes}
     return costs
 
 
@@ -385,7 +393,7 @@ def check(
 
     started = time.perf_counter()
     cuda = device.type == "cuda"
-    names = method_names or list(methods.registry())
+    names = method_names or [*methods.registry(), *METHOD_VARIANTS]
 
     def over() -> bool:
         return time.perf_counter() - started > budget_s

@@ -234,8 +234,11 @@ def counting() -> Iterator[HostSyncCounter]:
         torch.from_numpy, F.one_hot = original_from_numpy, original_one_hot
 
 
-def method_step_counts(method: str, steps: int, preset: str) -> dict[str, Any]:
-    """Mean syncs per search step of ``method`` by kind, and the sites they come from."""
+def method_step_counts(
+    method: str, steps: int, preset: str, settings: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Mean syncs per search step of ``method`` by kind, and the sites they come from;
+    ``settings`` as ``run --set`` takes them (``gdas.sampling``: ``device``)."""
     from bench_search_step import search_step
 
     from harness import config as cfg
@@ -243,7 +246,7 @@ def method_step_counts(method: str, steps: int, preset: str) -> dict[str, Any]:
     from harness.paths import find_data_dir
     from harness.search import build_state, configure_torch
 
-    overrides = {"device": "cpu", "train_size": "256", "valid_size": "256"}
+    overrides = {"device": "cpu", "train_size": "256", "valid_size": "256", **(settings or {})}
     config = cfg.resolve(
         preset, method, overrides, methods.method_class(method).Options, 0, methods.option_keys()
     )
@@ -278,12 +281,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="smoke", help="smoke (N=1) or paper (N=5)")
     parser.add_argument("--top", type=int, default=0, help="list each method's K commonest ops")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="as `run --set`"
+    )
     args = parser.parse_args(argv)
+    settings = dict(item.split("=", 1) for item in args.set)
     torch.set_num_threads(1)
     from harness import methods
 
     names = args.methods.split(",") if args.methods else list(methods.registry())
-    result = {name: method_step_counts(name, args.steps, args.preset) for name in names}
+    result = {name: method_step_counts(name, args.steps, args.preset, settings) for name in names}
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -207,11 +207,14 @@ class ProjectedContext(StepContext):
         weights: Tensor,
         active: Tensor | None = None,
         straight_through: bool = False,
+        sampled: Tensor | None = None,
     ) -> Tensor:
         weights = projected_live(weights, self.decided)
         if active is not None:  # a sampled cell: the decided edges run their chosen op
             active = projected(active.to(weights.dtype), self.decided).bool()
-        return super().loss(batch, weights, active, straight_through)
+        if sampled is not None:
+            sampled = projected(sampled.to(weights.dtype), self.decided).bool()
+        return super().loss(batch, weights, active, straight_through, sampled)
 
 
 class _Tuning:

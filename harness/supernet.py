@@ -37,6 +37,11 @@ Two general switches serve the sampling and partial-channel baselines, in both p
   AutoDL's ``forward_gdas`` does. With straight-through weights ``h − sg(p) + p`` those
   constants are exactly zero in value, yet each carries the gradient Σ ∂L/∂node to its
   op's weight, which a plain ``active`` mask would drop.
+* ``forward(..., sampled=mask)`` (GDAS with ``sampling=device``): the same forward with
+  the sample left on the device: every op runs, the sampled ones at their weight
+  (``weights ⊙ mask``), the others add theirs as the constant (``weights ⊙ ¬mask``). The
+  values and gradients are the straight-through forward's up to rounding; nothing is
+  read on the host, so it needs no sync and one CUDA graph serves every sample.
 """
 
 from __future__ import annotations
@@ -374,9 +379,11 @@ class SearchCell(nn.Module):
         weights: Tensor,
         active: Tensor | None = None,
         straight_through: bool = False,
+        constants: Tensor | None = None,
     ) -> Tensor:
         """Every op of every edge on its own; ``active`` matters only with
-        ``straight_through`` (ops outside it then add their weight, not their output)."""
+        ``straight_through`` (ops outside it then add their weight, not their output).
+        ``constants`` ([6], device): added to each edge's mix (:meth:`forward_sampled`)."""
         if straight_through and active is None:
             raise ValueError("straight_through needs the active mask of the computed ops")
         nodes = [x]
@@ -401,6 +408,8 @@ class SearchCell(nn.Module):
                     ]
                 else:
                     terms = [weights[k, o] * outputs[o] for o in range(NUM_OPS)]
+                if constants is not None:
+                    terms.append(constants[k])
                 mixed = self._merge(sum(terms), bypass)
                 total = mixed if total is None else total + mixed
             nodes.append(self._node_output(target, total))
@@ -410,6 +419,18 @@ class SearchCell(nn.Module):
         """Node value; with ``node_bn`` normalised after the sum (Maile et al.'s CRB)."""
         return total if self.node_norms is None else self.node_norms[target - 1](total)
 
+    def forward_sampled(self, x: Tensor, weights: Tensor, sampled: Tensor, fused: bool) -> Tensor:
+        """The straight-through forward with the sample ``sampled`` (bool [6, 5]) on the
+        device: every op runs with weight ``weights ⊙ sampled`` (the unsampled ones at an
+        exact zero: no output, no weight gradient), and each edge adds the weights of its
+        unsampled ops as a constant, which carries Σ ∂L/∂node to them as AutoDL's
+        ``forward_gdas`` does. No host read: the dense cost instead of the sample's."""
+        on = sampled.to(weights.dtype)
+        constants = (weights * (1 - on)).sum(-1)
+        if fused:
+            return self.forward_fused(x, weights * on, None, constants=constants)
+        return self.forward_reference(x, weights * on, constants=constants)
+
     # ---------------------------------------------------------------------- fused
     def forward_fused(
         self,
@@ -417,9 +438,11 @@ class SearchCell(nn.Module):
         weights: Tensor,
         active: Tensor | None,
         straight_through: bool = False,
+        constants: Tensor | None = None,
     ) -> Tensor:
         """``active`` (bool [6, 5] on the host) marks ops with non-zero weight; None = all.
-        With ``straight_through`` the ops outside ``active`` add their weight instead."""
+        With ``straight_through`` the ops outside ``active`` add their weight instead.
+        ``constants`` ([6], device): added to each edge's mix (:meth:`forward_sampled`)."""
         if straight_through and active is None:
             raise ValueError("straight_through needs the active mask of the computed ops")
         on = _active_lists(active)
@@ -432,6 +455,8 @@ class SearchCell(nn.Module):
         bypass: list[Tensor | None] = [None, None, None, None]
         if straight_through:
             partial = _constant_terms(weights, active)
+        elif constants is not None:
+            partial = _node_sums(constants)
         nodes = [x]
         for source in range(3):
             h, rest = self._split(nodes[source])
@@ -606,6 +631,16 @@ def _constant_terms(weights: Tensor, active: Tensor | None) -> list[Tensor | Non
     return totals
 
 
+def _node_sums(per_edge: Tensor) -> list[Tensor | None]:
+    """Per node, the sum of ``per_edge`` ([6], device) over its incoming edges, as
+    :func:`_constant_terms` returns it (0-dim tensors; views and adds, no host read)."""
+    values = per_edge.unbind(0)
+    totals: list[Tensor | None] = [None, None, None, None]
+    for k, (target, _) in enumerate(EDGES):
+        totals[target] = values[k] if totals[target] is None else totals[target] + values[k]
+    return totals
+
+
 def _all_live(edges: tuple[int, ...], on: list[list[bool]]) -> bool:
     """Whether every op but ``none`` runs on all of ``edges`` (the dense path)."""
     return all(on[k][o] for k in edges for o in LIVE_OPS)
@@ -705,20 +740,30 @@ class SuperNet(nn.Module):
         weights: Tensor,
         active: Tensor | None = None,
         straight_through: bool = False,
+        sampled: Tensor | None = None,
     ) -> Tensor:
         """Logits for images ``x``; ``active`` (host bool, same leading shape as ``weights``)
         lets the fused path skip ops whose weight is exactly zero. ``straight_through``
         computes only the ``active`` ops and adds the other ops' weights as constants
-        (GDAS's hard forward: the value of the one-hot cell, the gradient to every weight)."""
+        (GDAS's hard forward: the value of the one-hot cell, the gradient to every weight).
+        ``sampled`` (bool on the weights' device, same leading shape) is that forward with
+        the sample never read on the host (:meth:`SearchCell.forward_sampled`)."""
+        if sampled is not None and (active is not None or straight_through):
+            raise ValueError("sampled replaces active and straight_through: pass one of them")
         per_cell = self.cell_weights(weights)
         per_cell_active = self.cell_weights(active) if active is not None else None
+        per_cell_sampled = self.cell_weights(sampled) if sampled is not None else None
         h = self.stem(x)
         cell_index = 0
         for layer in self.layers:
             if isinstance(layer, SearchCell):
                 w = per_cell[cell_index]
-                a = per_cell_active[cell_index] if per_cell_active is not None else None
-                h = self._cell_forward(layer, h, w, a, straight_through)
+                if per_cell_sampled is not None:
+                    fused = self.impl != "reference"
+                    h = layer.forward_sampled(h, w, per_cell_sampled[cell_index], fused)
+                else:
+                    a = per_cell_active[cell_index] if per_cell_active is not None else None
+                    h = self._cell_forward(layer, h, w, a, straight_through)
                 cell_index += 1
             else:
                 h = layer(h)

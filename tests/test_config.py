@@ -167,3 +167,17 @@ def test_a_gdas_run_from_before_hold_unsampled_reads_as_holding_the_rows() -> No
     assert rundir.differing(before, off) == ["method_options.hold_unsampled"]
     darts = dataclasses.asdict(cfg.resolve("cpu", "darts", {}, None))
     assert rundir.differing(darts, darts) == []  # other methods get no gdas option
+
+
+def test_a_gdas_run_from_before_sampling_reads_as_sampling_on_the_host() -> None:
+    """A gdas config.json without ``sampling`` (issue 28) sampled on the host."""
+    from harness import rundir
+    from harness.methods import method_class
+
+    today = dataclasses.asdict(cfg.resolve("cpu", "gdas", {}, method_class("gdas").Options))
+    assert today["method_options"]["sampling"] == "host"
+    before = {**today, "method_options": dict(today["method_options"])}
+    del before["method_options"]["sampling"]
+    assert rundir.differing(before, today) == []
+    device = {**today, "method_options": {**today["method_options"], "sampling": "device"}}
+    assert rundir.differing(before, device) == ["method_options.sampling"]

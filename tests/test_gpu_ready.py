@@ -158,22 +158,23 @@ def test_a_cpu_checkpoint_holds_no_cuda_generator(float64_default: None) -> None
 
 
 # --- the graphed forward -----------------------------------------------------------------------
-def one_step(name: str, graphed: bool) -> torch.Tensor:
-    """α and weights after one loop step of method ``name`` (tiny float64 supernet),
-    through :class:`graphs.GraphedForward` or the plain model."""
+def one_step(name: str, graphed: bool, steps: int = 1, **options: Any) -> torch.Tensor:
+    """α and weights after ``steps`` loop steps of method ``name`` (tiny float64
+    supernet), through :class:`graphs.GraphedForward` or the plain model."""
     torch.manual_seed(0)
-    state = tiny_state(make(name, epochs=4))
+    state = tiny_state(make(name, epochs=4, **options))
     if graphed:
         graphs.install(state.model)
     method = state.method
     train = next(state.data.train.epoch_batches(0))
     valid = next(state.data.valid.epoch_batches(0))
-    ctx = StepContext(state.model, state.w_optimizer, 0, 0, 3, 4)
-    if method.alpha_first:
-        method.arch_step(ctx, train, valid)
-    weight_step(state, ctx, train)
-    if not method.alpha_first:
-        method.arch_step(ctx, train, valid)
+    for step in range(steps):
+        ctx = StepContext(state.model, state.w_optimizer, 0, step, 3, 4)
+        if method.alpha_first:
+            method.arch_step(ctx, train, valid)
+        weight_step(state, ctx, train)
+        if not method.alpha_first:
+            method.arch_step(ctx, train, valid)
     flat = [p.detach().flatten() for p in (*method.arch_parameters(), *state.model.parameters())]
     return torch.cat(flat)
 
@@ -208,6 +209,32 @@ def test_capture_keys_on_straight_through_and_allows_unused_parameters(
     assert calls and all(call["allow_unused_input"] is True for call in calls)
     assert {call["module"].straight_through for call in calls} == {False, True}
     assert torch.equal(graphed_step, one_step("gdas", graphed=False))
+
+
+def test_a_device_sample_is_a_graph_input_so_one_graph_serves_every_sample(
+    float64_default: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``gdas.sampling=device`` captured as CUDA would (capture faked on the CPU): the
+    sample is handed to the graph as an input, so four steps with their four samples
+    capture two graphs (weight step, α step) where the host sample would key one per
+    cell; the steps are the plain model's."""
+    calls: list[dict[str, Any]] = []
+
+    def fake_capture(module: torch.nn.Module, sample_args: tuple, **kwargs: Any) -> Any:
+        calls.append({"module": module, "args": sample_args, **kwargs})
+        return module
+
+    monkeypatch.setattr(graphs.GraphedForward, "graphable", lambda self, images: True)
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", fake_capture)
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
+    graphed_steps = one_step("gdas", graphed=True, steps=4, sampling="device")
+
+    assert len(calls) == 2
+    assert sorted(len(call["args"]) for call in calls) == [2, 3]  # α step: + the sample
+    assert torch.equal(graphed_steps, one_step("gdas", graphed=False, steps=4, sampling="device"))
+    calls.clear()
+    one_step("gdas", graphed=True, steps=4)
+    assert len(calls) > 2  # the host sample: a graph per sampled cell
 
 
 def test_cuda_autocast_check_works_before_torch_2_4(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,11 +29,13 @@ HOST_DECISIONS = {
 ``benchmarks/README.md`` say why): GDAS computes only the sampled op of each edge, so
 each of its two draws per step is read by the host; the dynamic schedule of
 ``constrained`` decides on the host, from ‖∇w‖² of the weight step, whether an α step
-is computed at all. Anything else is a sync a step does not need."""
+is computed at all. Anything else is a sync a step does not need. ``gdas.sampling=device``
+trades GDAS's two reads for the dense cost (every op computed): none."""
 
 VARIANTS = [(name, {}) for name in sorted(methods.registry())] + [
     ("constrained", {"schedule": "fixed"}),  # no ‖∇w‖² read without the dynamic schedule
     ("drnas", {"progressive": True}),  # partial channels and the pruning mask
+    ("gdas", {"sampling": "device"}),  # the sample stays on the device: every op computed
 ]
 
 

@@ -369,6 +369,28 @@ def test_straight_through_fused_equals_reference(k: int) -> None:
             torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+def test_the_device_sample_forward_equals_the_straight_through_forward(k: int, impl: str) -> None:
+    """GDAS ``sampling=device``: the sample as a device mask (every op runs, nothing read
+    on the host) gives the host-mask straight-through forward's logits and gradients (to
+    the weights, sampled and not, and to every parameter) in float64."""
+    reference, fused = pc_pair(k)
+    model = fused if impl == "fused" else reference
+    x = torch.randn(4, 3, 8, 8, dtype=torch.double)
+    for seed in range(4):
+        sample = random_onehot(seed)
+        sample[seed, 0] = True  # also a sampled `none`
+        w = torch.randn(6, 5, dtype=torch.double, requires_grad=True)
+        outs = [model(x, w, sample, straight_through=True), model(x, w, sampled=sample)]
+        torch.testing.assert_close(outs[0], outs[1], rtol=1e-12, atol=1e-12)
+        grads = [used_grads(o, [w, *model.parameters()]) for o in outs]
+        for a, b in zip(*grads, strict=True):  # a conv bias before a batch-stat BN: ~1e-13
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="sampled replaces"):
+        model(x, w, sample, sampled=sample)
+
+
 def used_grads(out: torch.Tensor, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
     """Gradients of Σ out² with zeros for inputs the graph never used (ops not computed)."""
     found = torch.autograd.grad(out.square().sum(), inputs, allow_unused=True)
@@ -436,6 +458,7 @@ def test_the_fused_forward_builds_no_index_and_no_constant_per_call(track: bool)
         model(x, onehot, on)
         model(x, alpha.softmax(-1) * mask, mask).sum().backward()
         model(x, alpha.softmax(-1), mask, straight_through=True).sum().backward()
+        model(x, alpha.softmax(-1), sampled=on).sum().backward()
 
     forwards()  # warm: constants and the cached indices are built once here
     with _OpNames() as seen:

@@ -60,11 +60,15 @@ class StepContext:
         weights: Tensor,
         active: Tensor | None = None,
         straight_through: bool = False,
+        sampled: Tensor | None = None,
     ) -> Tensor:
-        """The training loss of ``batch`` under ``weights`` (the α step's loss)."""
+        """The training loss of ``batch`` under ``weights`` (the α step's loss); the
+        mask arguments as :meth:`SuperNet.forward` takes them."""
         images, labels = batch
 
         def forward(x: Tensor) -> Tensor:
+            if sampled is not None:
+                return self.model(x, weights, sampled=sampled)
             return self.model(x, weights, active, straight_through)
 
         return self.numerics.loss(forward, images, labels)[0]

@@ -29,8 +29,11 @@ class ExactContext(StepContext):
         weights: Tensor,
         active: Tensor | None = None,
         straight_through: bool = False,
+        sampled: Tensor | None = None,
     ) -> Tensor:
         images, labels = batch
+        if sampled is not None:
+            return F.cross_entropy(self.model(images, weights, sampled=sampled), labels)
         return F.cross_entropy(self.model(images, weights, active, straight_through), labels)
 
 

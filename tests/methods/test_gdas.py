@@ -146,3 +146,98 @@ def test_gdas_hold_unsampled_false_is_pytorch_1x_decay_on_unsampled_rows() -> No
     assert unsampled
     after = cell.conv3_weight.detach()
     assert all(torch.allclose(after[row], before[row] * (1 - 0.1 * 0.1)) for row in unsampled)
+
+
+def test_gdas_device_sampling_takes_the_host_sampling_steps_without_reading_the_sample() -> None:
+    """``gdas.sampling=device`` (every op computed, the sample a device mask): from the same
+    start and seeds, eight search steps (weight step with momentum, Nesterov and weight
+    decay, then the α step) end at the host mode's α, weights and momentum up to float64
+    rounding: unsampled rows held, and what the host's sparse forward leaves without a
+    gradient (a sampled op off every path, a cell that does not pass its input on) held
+    as SGD leaves it there."""
+    from harness.data import SearchData
+    from harness.methods.gdas import reached
+    from harness.supernet import CONV3
+    from harness.train import SearchState, weight_step
+
+    torch.manual_seed(11)
+    host = make("gdas")
+    with torch.no_grad():
+        host.alpha[:, CONV3] += 1.0  # conv3 sampled on some edges, not on others
+        host.alpha[:, 0] += 1.0  # `none` often enough to cut paths
+    device = make("gdas", sampling="device")
+    device.model.load_state_dict(host.model.state_dict())
+    with torch.no_grad():
+        device.alpha.copy_(host.alpha)
+    runs = []
+    for method in (host, device):
+        model = method.model
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1
+        )
+        data = SearchData(None, None, torch.zeros(1), torch.zeros(1), "t", "")  # type: ignore[arg-type]
+        state = SearchState(model, method, optimizer, None, data)  # type: ignore[arg-type]
+        masks = []
+        for step in range(8):
+            ctx = ExactContext(model, optimizer, 0, step, 10, 50)
+            torch.manual_seed(step)
+            weight_step(state, ctx, batch(step))
+            masks.append(method._step_active.clone())
+            torch.manual_seed(100 + step)
+            method.arch_step(ctx, batch(10 + step), batch(20 + step))
+        buffers = [optimizer.state[p]["momentum_buffer"] for p in model.parameters()]
+        runs.append((masks, method.alpha.detach(), [*model.parameters(), *buffers]))
+    (h_masks, h_alpha, h_state), (d_masks, d_alpha, d_state) = runs
+    assert [m.tolist() for m in h_masks] == [m.tolist() for m in d_masks]
+    paths = [reached(m) for m in h_masks]
+    assert any(not bool(p.through) for p in paths)  # the cases the holds are for occur
+    pairs = zip(h_masks, paths, strict=True)
+    assert any(bool(m[:, CONV3].any()) and not bool(p.ops[CONV3]) for m, p in pairs)
+    torch.testing.assert_close(d_alpha, h_alpha, rtol=1e-10, atol=1e-12)
+    for a, b in zip(d_state, h_state, strict=True):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-9, atol=1e-11)
+
+
+def test_reached_follows_the_edges_that_carry_an_op() -> None:
+    """Which sampled ops reach node 3, and whether node 0 reaches it, for hand-made cells
+    (edges in the official order 1←0, 2←0, 2←1, 3←0, 3←1, 3←2; ops none, skip, 1×1,
+    3×3, pool)."""
+    from harness.methods.gdas import reached
+
+    def cell(*ops: int) -> Tensor:
+        return F.one_hot(torch.tensor(ops), 5).bool()
+
+    paths = reached(cell(3, 3, 0, 1, 0, 0))  # the conv3s feed nothing: 3←1, 3←2 are none
+    assert bool(paths.through) and paths.ops.tolist() == [False, True, False, False, False]
+    paths = reached(cell(2, 1, 3, 0, 0, 4))  # 0 → 2 → 3 by skip and pool; 1's conv3 via 2
+    assert bool(paths.through) and paths.ops.tolist() == [False, True, True, True, True]
+    paths = reached(cell(3, 0, 1, 0, 2, 0))  # 0 → 1 → 3: through; 2 is read by nothing
+    assert bool(paths.through) and paths.ops.tolist() == [False, False, True, True, False]
+    paths = reached(cell(0, 0, 3, 0, 2, 1))  # nothing leaves 0 with an op: ops only
+    assert not bool(paths.through) and paths.ops.tolist() == [False, True, True, True, False]
+    paths = reached(cell(3, 3, 3, 0, 0, 0))  # nothing enters 3
+    assert not bool(paths.through) and not bool(paths.ops.any())
+
+
+def test_gdas_device_sampling_refuses_running_statistics() -> None:
+    """Every op runs under ``sampling=device``: tracked BN statistics would move for ops
+    the sample did not pick, so the combination is refused with the way out."""
+    from harness.config import Config
+    from harness.errors import UsageError
+    from harness.methods import method_class
+
+    cls = method_class("gdas")
+    config = Config(epochs=2, dtype="float64", track_running_stats=True)
+    model = SuperNet(C=4, N=1, track_running_stats=True)
+    with pytest.raises(UsageError, match="sampling=host"):
+        cls(model, config, cls.Options(sampling="device"), torch.device("cpu"))
+
+
+def test_a_diverged_alpha_ends_the_draw_instead_of_redrawing_forever() -> None:
+    """AutoDL redraws while p̃ is not finite; with a NaN α no redraw can help, so the
+    host draw returns (its loss is NaN, and the loop ends the run as diverged)."""
+    from harness.methods.parts.sampling import straight_through_gumbel
+
+    alpha = torch.full((6, 5), float("nan"))
+    weights, mask = straight_through_gumbel(alpha, 1.0)
+    assert bool(weights.isnan().any()) and mask.shape == (6, 5)

@@ -49,20 +49,36 @@ def straight_through_gumbel(alpha: Tensor, tau: float) -> tuple[Tensor, Tensor]:
     h − sg(p̃) + p̃ (exactly h in value, p̃'s gradient) and the host bool mask of h.
 
     The mask must be on the host (the supernet computes only the sampled ops), so each
-    draw reads the device once: the sampled indices and "p̃ is finite" (AutoDL redraws
-    otherwise) in one copy.
+    draw reads the device once: the sampled indices, "p̃ is finite" (AutoDL redraws
+    otherwise) and "α is finite" (a redraw cannot help a diverged α: the draw is kept,
+    its loss is not finite, and the loop ends the run as diverged) in one copy.
     """
     while True:
-        noise = to_device(gumbel_noise(alpha.shape, alpha.dtype), alpha.device)
-        probs = ((alpha.log_softmax(-1) + noise) / tau).softmax(-1)
-        index = probs.detach().argmax(-1)
-        finite = torch.isfinite(probs).all().to(index.dtype).view(1)
-        read = torch.cat([index.flatten(), finite]).cpu()  # the one host sync of a draw
-        if bool(read[-1]):
+        probs, index = _gumbel_max(alpha, tau)
+        finite = torch.stack([torch.isfinite(probs).all(), torch.isfinite(alpha).all()])
+        read = torch.cat([index.flatten(), finite.to(index.dtype)]).cpu()  # the one sync
+        if bool(read[-2]) or not bool(read[-1]):
             break
     hard = F.one_hot(index, alpha.shape[-1]).to(probs.dtype)
-    mask = F.one_hot(read[:-1].view(index.shape), alpha.shape[-1]).bool()
+    mask = F.one_hot(read[:-2].view(index.shape), alpha.shape[-1]).bool()
     return hard - probs.detach() + probs, mask
+
+
+def straight_through_gumbel_on_device(alpha: Tensor, tau: float) -> tuple[Tensor, Tensor]:
+    """:func:`straight_through_gumbel` with the sample kept on α's device: the same
+    noise and weights, the mask a device tensor (for ``SuperNet.forward(sampled=…)``),
+    nothing read on the host. The noise is finite (redrawn on the CPU), so p̃ is finite
+    whenever α is; a non-finite α gives a non-finite loss, which ends the run as diverged."""
+    probs, index = _gumbel_max(alpha, tau)
+    hard = F.one_hot(index, alpha.shape[-1]).to(probs.dtype)
+    return hard - probs.detach() + probs, hard.bool()
+
+
+def _gumbel_max(alpha: Tensor, tau: float) -> tuple[Tensor, Tensor]:
+    """p̃ = softmax((log_softmax(α) + g)/τ) and its argmax per row, on α's device."""
+    noise = to_device(gumbel_noise(alpha.shape, alpha.dtype), alpha.device)
+    probs = ((alpha.log_softmax(-1) + noise) / tau).softmax(-1)
+    return probs, probs.detach().argmax(-1)
 
 
 def dirichlet_sample(concentration: Tensor) -> Tensor:
