@@ -115,3 +115,15 @@ def test_load_runs_has_the_select_column_the_documented_recipe_groups_by(tree: P
     assert means[("darts", "pt")] == pytest.approx(86.25)
     assert means[("snas", "argmax")] == pytest.approx(89.61)
     assert json.dumps(sorted(set(finished["select"]))) == '["argmax", "pt"]'
+
+
+def test_a_search_time_interval_never_reaches_below_zero_seconds() -> None:
+    """Two seeds' search times far apart give a t-interval below zero; the summary clips
+    it at 0 s as it clips accuracies at 100 % (the upper end stays the t-interval's)."""
+    import pandas as pd
+
+    from harness.report import tables
+
+    row = tables._mean_std_columns(pd.DataFrame({"search_s": [600.0, 1400.0]}), ["search_s"])
+    assert row["search_s_ci_low"] == 0.0 and row["search_s_ci_high"] > 5000
+    assert row["search_s_mean"] == 1000.0

@@ -46,9 +46,10 @@ BOUNDS = {
     **{c: CORRELATION for c in ("alpha_tau", "alpha_tau_top5", "rank_kendall_tau")},
     **{c: CORRELATION for c in ("rank_spearman_rho", "rank_sparse_kendall_tau")},
     **{c: CORRELATION for c in ("rank_top20_kendall_tau", "rank_split_half_tau")},
+    "search_s": (0.0, math.inf),
 }
 """The possible range of a column: its interval is clipped to it (a t-interval of a
-skewed quantity on a few seeds can reach past 100 %)."""
+skewed quantity on a few seeds can reach past 100 %, or below zero seconds)."""
 
 
 def _mean_std_columns(finished: pd.DataFrame, columns: Sequence[str]) -> dict[str, float]:
