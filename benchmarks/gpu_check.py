@@ -64,9 +64,10 @@ SECTIONS = ("switches", "profile", "methods", "loop", "concurrency", "second_gpu
 PAPER_STEPS = 25_000 // 64
 """Weight steps per paper epoch: the 25k search-train half in full batches of 64."""
 LOOP_IMAGES = 3200
-METHOD_VARIANTS = ("gdas:sampling=device",)
+METHOD_VARIANTS = ("gdas:sampling=device", "constrained:decide=device")
 """Method options timed beside the defaults: GDAS with its sample on the device (no sync,
-every op computed) against its host sample (two syncs, the sampled ops only)."""
+every op computed) against its host sample (two syncs, the sampled ops only); constrained
+deciding its schedule on the device (no sync, an α step computed every step)."""
 SHAPE = {"train_size": "640", "valid_size": "640", "gap_eval_size": "256"}
 """The paper preset with a small data slice: the step is the paper shape's."""
 

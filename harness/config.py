@@ -328,10 +328,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-BEFORE_OPTION: dict[str, dict[str, Any]] = {"gdas": {"hold_unsampled": True, "sampling": "host"}}
+BEFORE_OPTION: dict[str, dict[str, Any]] = {
+    "gdas": {"hold_unsampled": True, "sampling": "host"},
+    "constrained": {"decide": "host"},
+}
 """:data:`BEFORE_FIELD` for method options: per method, what a run recorded before an
 option existed did (``gdas.hold_unsampled`` arrived with issue 30, the old runs held;
-``gdas.sampling`` with issue 28, the old runs sampled on the host)."""
+``gdas.sampling`` and ``constrained.decide`` with issue 28, the old runs read the host)."""
 
 
 def default_preset(cuda_available: bool) -> str:

@@ -169,15 +169,19 @@ def test_a_gdas_run_from_before_hold_unsampled_reads_as_holding_the_rows() -> No
     assert rundir.differing(darts, darts) == []  # other methods get no gdas option
 
 
-def test_a_gdas_run_from_before_sampling_reads_as_sampling_on_the_host() -> None:
-    """A gdas config.json without ``sampling`` (issue 28) sampled on the host."""
+@pytest.mark.parametrize(("method", "option"), [("gdas", "sampling"), ("constrained", "decide")])
+def test_a_run_from_before_the_device_options_reads_as_deciding_on_the_host(
+    method: str, option: str
+) -> None:
+    """A config.json without ``gdas.sampling`` or ``constrained.decide`` (issue 28) read
+    its sample or its schedule on the host."""
     from harness import rundir
     from harness.methods import method_class
 
-    today = dataclasses.asdict(cfg.resolve("cpu", "gdas", {}, method_class("gdas").Options))
-    assert today["method_options"]["sampling"] == "host"
+    today = dataclasses.asdict(cfg.resolve("cpu", method, {}, method_class(method).Options))
+    assert today["method_options"][option] == "host"
     before = {**today, "method_options": dict(today["method_options"])}
-    del before["method_options"]["sampling"]
+    del before["method_options"][option]
     assert rundir.differing(before, today) == []
-    device = {**today, "method_options": {**today["method_options"], "sampling": "device"}}
-    assert rundir.differing(before, device) == ["method_options.sampling"]
+    device = {**today, "method_options": {**today["method_options"], option: "device"}}
+    assert rundir.differing(before, device) == [f"method_options.{option}"]

@@ -53,7 +53,7 @@ def test_gpu_check_runs_its_loop_methods_and_profile_on_cpu(tmp_path: Path) -> N
     checkpoint instead of restarting; each method's three steps are timed and projected
     to a paper run; the CUDA-only figures are null here; the last line is the headline."""
     args = ["--device", "cpu", "--preset", "smoke", "--steps", "2", "--loop-images", "128"]
-    methods = ["--methods", "darts,gdas,gdas:sampling=device"]
+    methods = ["--methods", "darts,gdas,gdas:sampling=device,constrained:decide=device"]
     sections = ["--sections", "profile,methods,loop,concurrency", *methods]
     done, result = run([*args, *sections], tmp_path)
     assert done.returncode == 0, done.stderr
@@ -61,10 +61,11 @@ def test_gpu_check_runs_its_loop_methods_and_profile_on_cpu(tmp_path: Path) -> N
     loop = result["loop"]
     assert loop["status"] == "finished" and loop["resumed"] is True and loop["same_result"]
     assert loop["steps_per_epoch"] == 128 // 32 and loop["paper_minutes"] > 0
-    assert set(result["methods"]) == {"darts", "gdas", "gdas:sampling=device"}
+    variants = {"gdas:sampling=device", "constrained:decide=device"}
+    assert set(result["methods"]) == {"darts", "gdas", *variants}
     gdas = result["methods"]["gdas"]
     assert gdas["paper_epochs"] == 250 and gdas["paper_minutes"] > 0
-    assert "error" not in result["methods"]["gdas:sampling=device"]  # the option reached it
+    assert all("error" not in result["methods"][v] for v in variants)  # options reached
     assert gdas["syncs_per_step"] == 0.0  # counted by CUDA only: none on a CPU
     assert result["profile"]["kernels_per_step"] is None and result["concurrency"] is None
     assert result["headline"].startswith("paper DARTS-V1 ≈ ")

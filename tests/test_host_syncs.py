@@ -30,12 +30,14 @@ HOST_DECISIONS = {
 each of its two draws per step is read by the host; the dynamic schedule of
 ``constrained`` decides on the host, from ‖∇w‖² of the weight step, whether an α step
 is computed at all. Anything else is a sync a step does not need. ``gdas.sampling=device``
-trades GDAS's two reads for the dense cost (every op computed): none."""
+trades GDAS's two reads for the dense cost (every op computed), and
+``constrained.decide=device`` its read for an α step computed on every step: none."""
 
 VARIANTS = [(name, {}) for name in sorted(methods.registry())] + [
     ("constrained", {"schedule": "fixed"}),  # no ‖∇w‖² read without the dynamic schedule
     ("drnas", {"progressive": True}),  # partial channels and the pruning mask
     ("gdas", {"sampling": "device"}),  # the sample stays on the device: every op computed
+    ("constrained", {"decide": "device"}),  # F̄ and θ on the device: every α step computed
 ]
 
 

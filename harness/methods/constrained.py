@@ -53,7 +53,12 @@ the steps take one. Deciding on the device would mean computing every α step an
 discarding most (about twice the cost per step), for numbers the host decision gives
 anyway. Under ``crb`` each α step taken also copies the pruning mask to the host (the
 supernet skips pruned ops). The ``fixed`` and ``every`` schedules read nothing
-(``tests/test_host_syncs.py``).
+(``tests/test_host_syncs.py``). ``decide=device`` (for a GPU; softmax with prox or no
+regularizer) keeps F̄ and θ on the device instead: every step computes the α step and
+keeps it only where the schedule takes it (α and Adam's state put back otherwise), so no
+step reads the device, for an α forward and backward on every step. Same numbers (on a
+CPU bit for bit; on CUDA Adam's step count lives on the device, ``capturable``, whose bias
+correction rounds in float32).
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ CHOICES = {
     "activation": ("softmax", "crb"),
     "regularizer": ("prox", "admm", "none"),
     "schedule": ("dynamic", "fixed", "every"),
+    "decide": ("host", "device"),
 }
 
 
@@ -107,6 +113,7 @@ class Options:
     admm_u_ewma: float = 1.0  # c in U ← c·U + (A − Z) (the model's default 1)
     init_noise: float = 1e-4  # CRB: α₀ = 1/|O| + init_noise·N(0, 1)
     dyno_split: bool = False  # weights on s/(1+s) of the search images, α on the rest
+    decide: str = "host"  # host: F̄ read per step; device: every α step computed, kept or not
 
 
 def argmax_live(weights: Tensor, live: Tensor) -> Tensor:
@@ -157,13 +164,25 @@ class Constrained(Method):
                     f"constrained.{key} must be one of {', '.join(allowed)}, "
                     f"got {getattr(options, key)!r}"
                 )
+        if options.decide == "device" and (options.activation, options.regularizer) not in (
+            ("softmax", "prox"),
+            ("softmax", "none"),
+        ):
+            raise UsageError(
+                "constrained.decide=device needs activation=softmax and regularizer=prox "
+                "or none: crb copies its pruning mask to the host and admm counts α steps "
+                "there; use decide=host with those"
+            )
         super().__init__(model, config, options, device)
+        if self.on_device and self.device.type == "cuda":
+            for group in self.optimizer.param_groups:  # Adam's step count on the GPU too
+                group["capturable"] = True
         self.alive = torch.ones(NUM_EDGES, NUM_OPS, dtype=torch.bool, device=self.device)
         if self.crb:
             self.alive[:, NONE] = False
         self._alive_host = self.alive.cpu()
-        self.threshold = float(options.threshold0)
-        self.fisher: float | None = None  # F̄; None until the first weight step
+        self.threshold: float | Tensor = self._scalar(options.threshold0)
+        self.fisher: float | Tensor | None = None  # F̄; None until the first weight step
         self.calls = self.admm_count = 0
         self.z = self.alpha.detach().clone()  # Z₀ = α, as the code initialises it
         self.u = torch.zeros_like(self.z)
@@ -172,6 +191,18 @@ class Constrained(Method):
     @property
     def crb(self) -> bool:
         return self.options.activation == "crb"
+
+    @property
+    def on_device(self) -> bool:
+        """F̄ and θ kept on the device (``decide=device`` with the dynamic schedule)."""
+        return self.options.decide == "device" and self.options.schedule == "dynamic"
+
+    def _scalar(self, value: float) -> float | Tensor:
+        """A schedule value: a float, or a float64 tensor on the device under
+        ``decide=device`` (float64: the host's arithmetic, operation for operation)."""
+        if not self.on_device:
+            return float(value)
+        return torch.tensor(float(value), dtype=torch.float64, device=self.device)
 
     # --- α and its weights ---------------------------------------------------
     def initial_alpha(self) -> Tensor:
@@ -202,22 +233,30 @@ class Constrained(Method):
         the schedule decides on it)."""
         del ctx
         if self.options.schedule == "dynamic":
-            value = float(grad_norm) ** 2
+            if self.on_device:
+                value: float | Tensor = grad_norm.detach().to(torch.float64) ** 2
+            else:
+                value = float(grad_norm) ** 2
             gamma, previous = self.options.gamma, self.fisher
             self.fisher = value if previous is None else gamma * value + (1 - gamma) * previous
 
-    def decide(self, step: int) -> bool:
+    def decide(self, step: int) -> bool | Tensor:
         """Whether the call at ``step`` of its epoch takes an α step; moves θ under the
-        dynamic schedule. Fixed: every s-th step of an epoch, as the code counts."""
+        dynamic schedule. Fixed: every s-th step of an epoch, as the code counts. Under
+        ``decide=device`` a bool on the device, θ moved there."""
         opts = self.options
         self.calls += 1
         if opts.schedule == "every":
             return True
         if opts.schedule == "fixed":
             return (step + 1) % opts.sched_freq == 0
+        down, up = opts.threshold_factor ** (-opts.sched_freq), opts.threshold_factor
+        if isinstance(self.fisher, Tensor):
+            taken = (self.fisher > 0.0) & (self.fisher < self.threshold)
+            self.threshold = torch.where(taken, self.threshold * down, self.threshold * up)
+            return taken
         take = self.fisher is not None and 0.0 < self.fisher < self.threshold
-        factor = opts.threshold_factor ** (-opts.sched_freq) if take else opts.threshold_factor
-        self.threshold *= factor
+        self.threshold = self.threshold * (down if take else up)
         return take
 
     # --- the α step ----------------------------------------------------------
@@ -234,16 +273,37 @@ class Constrained(Method):
 
     def arch_step(self, ctx: StepContext, train: Batch, valid: Batch) -> None:
         self._epoch_calls += 1
-        if not self.decide(ctx.step):
+        take = self.decide(ctx.step)
+        if take is False:
             return
         weights = self.edge_weights()
         reg = self.penalty(ctx, weights)
         loss = ctx.loss(valid, weights, self.active_mask()) + reg
-        self.apply_gradient(list(torch.autograd.grad(loss, self.arch_parameters())))
+        grads = list(torch.autograd.grad(loss, self.arch_parameters()))
+        if isinstance(take, Tensor):
+            self._step_where(take, grads)
+            self._epoch_steps = self._epoch_steps + take.long()
+            self._reg_sum = self._reg_sum + reg.detach() * take
+            return  # decide=device runs with neither crb nor admm (refused at start)
+        self.apply_gradient(grads)
         self._epoch_steps += 1
         self._reg_sum = self._reg_sum + reg.detach()
         self._prune()
         self._admm_update()
+
+    def _step_where(self, take: Tensor, grads: list[Tensor]) -> None:
+        """The α step kept only where ``take`` (a bool on the device): otherwise α and
+        Adam's state are put back, as if the step had not been computed (a state Adam
+        creates now goes back to its zeros)."""
+        state = self.optimizer.state.get(self.alpha, {})
+        before = {key: value.clone() for key, value in state.items()}
+        alpha = self.alpha.detach().clone()
+        self.apply_gradient(grads)
+        with torch.no_grad():
+            self.alpha.copy_(torch.where(take, self.alpha, alpha))
+            for key, value in self.optimizer.state[self.alpha].items():
+                old = before.get(key, torch.zeros_like(value))
+                value.copy_(torch.where(take, value, old))
 
     def _prune(self) -> None:
         """CRB: α ≤ 0 → 0, masked for good (one host copy of the mask per α step)."""
@@ -276,22 +336,22 @@ class Constrained(Method):
         self._reset_epoch_counters()
 
     def telemetry(self) -> dict[str, Any]:
-        steps, calls = self._epoch_steps, self._epoch_calls
+        steps, calls = int(self._epoch_steps), self._epoch_calls  # read once an epoch
         dynamic = self.options.schedule == "dynamic"
         pruned = int((~self._alive_host[:, NONE + 1 :]).sum()) if self.crb else 0
         return {
             "alpha_step_rate": steps / calls if calls else None,
             "alpha_steps": steps,
-            "threshold": self.threshold if dynamic else None,
-            "fisher_ewma": self.fisher if dynamic else None,
+            "threshold": float(self.threshold) if dynamic else None,
+            "fisher_ewma": None if not dynamic or self.fisher is None else float(self.fisher),
             "pruned_ops": pruned,
             "reg": float(self._reg_sum) / steps if steps else None,
         }
 
     def extra_state(self) -> dict[str, Any]:
         return {
-            "threshold": self.threshold,
-            "fisher": self.fisher,
+            "threshold": float(self.threshold),
+            "fisher": None if self.fisher is None else float(self.fisher),
             "calls": self.calls,
             "admm_count": self.admm_count,
             "alive": self.alive.clone(),
@@ -302,8 +362,8 @@ class Constrained(Method):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if not state:
             return
-        self.threshold = float(state["threshold"])
-        self.fisher = None if state["fisher"] is None else float(state["fisher"])
+        self.threshold = self._scalar(state["threshold"])
+        self.fisher = None if state["fisher"] is None else self._scalar(state["fisher"])
         self.calls, self.admm_count = int(state["calls"]), int(state["admm_count"])
         self.alive = state["alive"].to(self.device)
         self.z, self.u = state["z"].to(self.device), state["u"].to(self.device)

@@ -45,6 +45,42 @@ def test_constrained_dynamic_schedule_follows_threshold() -> None:
     assert method.telemetry()["alpha_steps"] == sum(taken)
 
 
+def test_constrained_decide_on_device_takes_the_host_schedules_steps_without_a_read() -> None:
+    """``decide=device``: F̄ and θ stay on the device, every step computes the α step and
+    keeps it only where the schedule takes it; over the same grad norms it ends where
+    the host schedule ends — θ, F̄, α and Adam's state bit for bit — having read nothing."""
+    runs = []
+    for decide in ("host", "device"):
+        torch.manual_seed(0)
+        method, ctx = make("constrained", decide=decide)
+        norms = [0.5, 0.5, 2.0, 3.0, 3.0, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
+        taken = []
+        for g in norms:
+            before = method.alpha.detach().clone()
+            method.arch_step(ctx, make_batch(), make_batch(seed=2))
+            taken.append(not torch.equal(method.alpha, before))
+            method.after_weight_step(ctx, torch.tensor(g))
+        assert isinstance(method.threshold, torch.Tensor) == (decide == "device")
+        state = method.optimizer.state[method.alpha]
+        runs.append((taken, float(method.threshold), float(method.fisher), method.alpha, state))
+        assert method.telemetry()["alpha_steps"] == sum(taken)
+    (h_taken, h_theta, h_fisher, h_alpha, h_state), (d_taken, *device) = runs
+    assert h_taken == d_taken and any(h_taken) and not all(h_taken)
+    assert device[:2] == [h_theta, h_fisher]
+    assert torch.equal(device[2], h_alpha)
+    assert all(
+        torch.equal(torch.as_tensor(device[3][k]), torch.as_tensor(v)) for k, v in h_state.items()
+    )
+
+
+def test_constrained_decide_on_device_refuses_what_reads_the_host() -> None:
+    from harness.errors import UsageError
+
+    for options in ({"activation": "crb"}, {"regularizer": "admm"}):
+        with pytest.raises(UsageError, match="decide=device needs activation=softmax"):
+            make("constrained", decide="device", **options)
+
+
 def test_constrained_fixed_schedule_steps_every_s() -> None:
     method, ctx = make("constrained", schedule="fixed", sched_freq=3)
     decisions = [method.decide(step) for step in [0, 1, 2, 3] * 2]  # two epochs of 4 steps
@@ -152,6 +188,22 @@ def test_constrained_state_round_trips_through_a_checkpoint() -> None:
     )
     assert torch.equal(fresh.active_mask(), method.active_mask()) and not fresh.active_mask()[2, 3]
     assert torch.equal(fresh.z, method.z) and torch.equal(fresh.u, method.u)
+
+
+def test_constrained_decide_on_device_resumes_its_schedule_on_the_device() -> None:
+    """A checkpoint holds F̄ and θ as numbers; a ``decide=device`` method loads them back
+    onto the device, equal to the last bit, and goes on deciding there."""
+    method, ctx = make("constrained", decide="device")
+    for g in (0.1, 0.2, 5.0):
+        method.arch_step(ctx, make_batch(), make_batch(seed=2))
+        method.after_weight_step(ctx, torch.tensor(g))
+    state = torch.load(_saved(method.state_dict()), weights_only=False)
+    fresh, _ = make("constrained", decide="device")
+    fresh.load_state_dict(state)
+    assert isinstance(fresh.threshold, torch.Tensor) and isinstance(fresh.fisher, torch.Tensor)
+    assert float(fresh.threshold) == float(method.threshold) and fresh.calls == method.calls
+    assert float(fresh.fisher) == float(method.fisher)
+    assert isinstance(fresh.decide(0), torch.Tensor)
 
 
 def test_constrained_dyno_split_trains_weights_on_ten_elevenths(tmp_path: Path) -> None:
