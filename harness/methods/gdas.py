@@ -66,8 +66,8 @@ from harness.space import EDGES
 from harness.supernet import CONV1, CONV3, NONE, SLOT_EDGES, SearchCell
 
 Held = tuple[Tensor, Tensor, Tensor, Tensor | None]
-"""A parameter, its rows of unsampled ops (bool, on the device), its values and
-momentum before the step."""
+"""A parameter, what of it to put back (bool per row, or one for all of it, on the
+device), its values and momentum before the step."""
 
 
 @dataclass
