@@ -58,9 +58,9 @@ class _Bound(nn.Module):
 
     def forward(self, images: Tensor, weights: Tensor, sampled: Tensor | None = None) -> Tensor:
         model = self.model
-        if sampled is not None:
-            return type(model).forward(model, images, weights, sampled=sampled)
-        return type(model).forward(model, images, weights, self.active, self.straight_through)
+        return type(model).forward(
+            model, images, weights, self.active, self.straight_through, sampled
+        )
 
 
 class GraphedForward:
@@ -131,10 +131,9 @@ class GraphedForward:
         straight_through: bool,
         sampled: Tensor | None = None,
     ) -> Tensor:
-        forward = type(self.model).forward
-        if sampled is not None:
-            return forward(self.model, images, weights, sampled=sampled)
-        return forward(self.model, images, weights, active, straight_through)
+        return type(self.model).forward(
+            self.model, images, weights, active, straight_through, sampled
+        )
 
     def capture(
         self,
