@@ -3,12 +3,12 @@
 One step = the α step (softmax weights on a valid batch, gradient to α only) and the
 weight step (detached weights on a train batch, backward, SGD with momentum, Nesterov
 and weight decay), the first-order DARTS step of the search loop, at a preset's shape
-(C, N, resolution, batch). ``--baseline-rev R`` builds the supernet of revision R with
-the same initial values and times both in turn (A B A B …); the figure is CPU seconds
-per step (``time.process_time``: what other processes' load does not inflate), medians,
-and their ratio (> 1: this checkout is faster).
+(C, N, resolution; batch 64) or any shape written ``C16N1R16``. ``--baseline-rev R``
+builds the supernet of revision R with the same initial values and times both in turn
+(A B A B …); the figure is CPU seconds per step (``time.process_time``: what other
+processes' load does not inflate), medians, and their ratio (> 1: this checkout is faster).
 
-    python benchmarks/bench_darts_step.py --baseline-rev ba5fad3 [--preset cpu] [--repeats 30]
+    python benchmarks/bench_darts_step.py --baseline-rev 3a30a17 [--shapes cpu,C16N1R16]
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # this checkout's harness
-from bench_supernet import apply_threads, base_parser, emit, supernet_at  # noqa: E402
+from bench_supernet import BATCH, apply_threads, base_parser, emit, shape_of, supernet_at  # noqa: E402
 
-from harness.config import PRESETS, Config  # noqa: E402
 from harness.supernet import SuperNet  # noqa: E402
 
 
@@ -50,30 +49,39 @@ def darts_step(model: torch.nn.Module, batch: int, side: int) -> Callable[[], No
     return step
 
 
-def main() -> None:
-    parser = base_parser(__doc__.splitlines()[0], repeats=30)
-    parser.add_argument("--preset", default="cpu", help="whose C, N, resolution, batch")
-    parser.add_argument("--baseline-rev", required=True, help="the revision to compare with")
-    args = parser.parse_args()
-    apply_threads(args.threads)
-    shape = Config(**PRESETS[args.preset])
-    classes = {"this checkout": SuperNet, f"at {args.baseline_rev}": supernet_at(args.baseline_rev)}
+def measure(shape: str, baseline: type, repeats: int) -> list[float]:
+    """[CPU s per step at the baseline, now, their ratio] at one shape, interleaved."""
+    C, N, side = shape_of(shape)
+    classes = {"now": SuperNet, "baseline": baseline}
     steps = {}
     for name, cls in classes.items():
         torch.manual_seed(0)  # same initial values
-        model = cls(shape.C, shape.N, impl="fused").train()
-        steps[name] = darts_step(model, shape.batch_size, shape.resolution)
+        model = cls(C, N, impl="fused").train()
+        steps[name] = darts_step(model, BATCH, side)
     seconds: dict[str, list[float]] = {name: [] for name in steps}
-    for round_ in range(args.repeats + 1):  # the first round warms up
+    for round_ in range(repeats + 1):  # the first round warms up
         for name, step in steps.items():
             start = time.process_time()
             step()
             if round_:
                 seconds[name].append(time.process_time() - start)
     now, before = (statistics.median(seconds[name]) for name in steps)
-    rows = [[args.preset, before, now, before / now]]
-    header = ["preset", f"CPU s at {args.baseline_rev}", "CPU s now", "ratio"]
-    payload = {"preset": args.preset, "baseline_s": before, "now_s": now, "ratio": before / now}
+    return [before, now, before / now]
+
+
+def main() -> None:
+    parser = base_parser(__doc__.splitlines()[0], repeats=30)
+    parser.add_argument(
+        "--shapes", default="cpu", help="presets or C<c>N<n>R<side>, comma-separated"
+    )
+    parser.add_argument("--baseline-rev", required=True, help="the revision to compare with")
+    args = parser.parse_args()
+    apply_threads(args.threads)
+    baseline = supernet_at(args.baseline_rev)
+    shapes = args.shapes.split(",")
+    rows = [[shape, *measure(shape, baseline, args.repeats)] for shape in shapes]
+    header = ["shape", f"CPU s at {args.baseline_rev}", "CPU s now", "ratio"]
+    payload = {r[0]: {"baseline_s": r[1], "now_s": r[2], "ratio": r[3]} for r in rows}
     emit("bench_darts_step: DARTS search step, CPU seconds", header, rows, payload, args.json)
 
 

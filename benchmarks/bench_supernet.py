@@ -22,6 +22,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import tempfile
@@ -32,6 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from harness.config import PRESETS, Config
 from harness.supernet import SuperNet
 
 SHAPES: dict[str, tuple[int, int]] = {"paper": (16, 5), "proxy": (8, 1)}
@@ -41,6 +43,24 @@ TARGET = 1.5
 
 
 # ----------------------------------------------------------------- shared helpers
+SHAPE = re.compile(r"C(\d+)N(\d+)R(\d+)")
+
+
+def shape_of(preset: str) -> tuple[int, int, int]:
+    """(C, N, image side) of a preset (side 32 where the config has no ``resolution``), or
+    of a shape written ``C16N1R16``."""
+    explicit = SHAPE.fullmatch(preset)
+    if explicit:
+        return int(explicit[1]), int(explicit[2]), int(explicit[3])
+    if preset not in PRESETS:
+        raise SystemExit(
+            f"unknown shape {preset!r}; a preset ({', '.join(PRESETS)}) or C<c>N<n>R<side>"
+        )
+    default = {"C": Config.C, "N": Config.N, "resolution": getattr(Config, "resolution", 32)}
+    values = {**default, **PRESETS[preset]}
+    return int(values["C"]), int(values["N"]), int(values["resolution"])
+
+
 def interleaved(
     variants: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
 ) -> dict[str, list[float]]:

@@ -23,7 +23,6 @@ any shape written ``C16N1R16`` (width C, N cells per stage, R × R images), e.g.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -36,11 +35,11 @@ from bench_supernet import (
     emit,
     interleaved,
     median,
+    shape_of,
     supernet_at,
 )
 from torch import nn
 
-from harness.config import PRESETS, Config
 from harness.space import EDGES
 from harness.supernet import SLOT, SuperNet
 
@@ -55,24 +54,6 @@ SWITCHES = (
     ("bf16+channels_last", True, True),
 )
 """(name, channels_last, bf16) of each setting of the fused path."""
-
-
-SHAPE = re.compile(r"C(\d+)N(\d+)R(\d+)")
-
-
-def shape_of(preset: str) -> tuple[int, int, int]:
-    """(C, N, image side) of a preset (side 32 where the config has no ``resolution``), or
-    of a shape written ``C16N1R16``."""
-    explicit = SHAPE.fullmatch(preset)
-    if explicit:
-        return int(explicit[1]), int(explicit[2]), int(explicit[3])
-    if preset not in PRESETS:
-        raise SystemExit(
-            f"unknown shape {preset!r}; a preset ({', '.join(PRESETS)}) or C<c>N<n>R<side>"
-        )
-    default = {"C": Config.C, "N": Config.N, "resolution": getattr(Config, "resolution", 32)}
-    values = {**default, **PRESETS[preset]}
-    return int(values["C"]), int(values["N"]), int(values["resolution"])
 
 
 def xautodl_net(C: int, N: int) -> nn.Module:
