@@ -36,9 +36,7 @@ import torch.nn.functional as F
 from harness.config import PRESETS, Config
 from harness.supernet import SuperNet
 
-SHAPES: dict[str, tuple[int, int]] = {"paper": (16, 5), "proxy": (8, 1)}
-"""Preset name → (C, N); batch 64 of 32×32 images for both."""
-BATCH = 64
+BATCH = 64  # images per step at every shape; C, N and image side: shape_of
 TARGET = 1.5
 
 
@@ -183,10 +181,10 @@ def train_step(model: SuperNet, x: torch.Tensor, y: torch.Tensor, w: torch.Tenso
 
 
 def measure(shape: str, device: torch.device, repeats: int, baseline: str = "") -> dict[str, Any]:
-    C, N = SHAPES[shape]
+    C, N, side = shape_of(shape)
     nets = models(C, N, device, baseline)
     generator = torch.Generator().manual_seed(1)
-    x = torch.randn(BATCH, 3, 32, 32, generator=generator).to(device)
+    x = torch.randn(BATCH, 3, side, side, generator=generator).to(device)
     y = torch.randint(0, 10, (BATCH,), generator=generator).to(device)
     w = (1e-3 * torch.randn(6, 5, generator=generator)).softmax(-1).to(device)
     times = interleaved({k: train_step(m, x, y, w) for k, m in nets.items()}, repeats)
@@ -215,7 +213,9 @@ def measure(shape: str, device: torch.device, repeats: int, baseline: str = "") 
 
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0], repeats=0)
-    parser.add_argument("--shapes", default="paper,proxy", help="comma-separated: paper,proxy")
+    parser.add_argument(
+        "--shapes", default="paper,proxy", help="presets or C<c>N<n>R<side>, comma-separated"
+    )
     parser.add_argument("--baseline-rev", default="", help="also time the fused path at this rev")
     args = parser.parse_args()
     apply_threads(args.threads)
